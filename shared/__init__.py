@@ -1,0 +1,1 @@
+"""Common package of the sync services: settings, messages, bus, telemetry, database, logs."""
