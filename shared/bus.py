@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +47,9 @@ dead_lettered = _meter.create_counter("sync_messages_dead_lettered", description
 
 Handler = Callable[[Envelope], Awaitable[None]]
 ATTEMPTS = "x-attempts"
+# When the message being handled reached this process (monotonic clock), before it waited for
+# its serialisation key: lets a handler tell which messages an earlier run already covered.
+received_at: ContextVar[float | None] = ContextVar("received_at", default=None)
 
 
 def topology_of(settings: CommonSettings) -> Topology:
@@ -172,6 +177,7 @@ class Bus:
     async def _handle(self, message: AbstractIncomingMessage, queue: str, group: str, handler: Handler) -> None:
         self._inflight += 1
         self._idle.clear()
+        received_at.set(time.monotonic())
         try:
             try:
                 envelope = Envelope.from_bytes(message.body)

@@ -17,6 +17,8 @@ class MessageType(StrEnum):
     ERP_CHANGED = "erp.changed"
     SYNC_FORCE = "sync.force"
     USER_CHANGED = "user.changed"
+    # A journal line reported by a service that does not own the journal (sync-core does).
+    JOURNAL_LINE = "journal.line"
 
 
 class Kind(StrEnum):

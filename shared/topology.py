@@ -44,7 +44,7 @@ class Topology:
         specs = [
             QueueSpec(
                 self.sync_core_queue(i),
-                (f"graph.*.{i}", f"erp.*.{i}", f"sync.*.{i}"),
+                (f"graph.*.{i}", f"erp.*.{i}", f"sync.*.{i}", f"journal.*.{i}"),
                 group=f"{self.prefix}sync-core",
                 single_active=True,
             )

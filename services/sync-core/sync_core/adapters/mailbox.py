@@ -1,0 +1,118 @@
+"""One user's mailbox on Graph, as sync-core reads and writes it: events, contacts, To Do tasks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.envelope import Kind, collection_of
+from shared.graph.client import GraphClient
+from shared.graph.errors import GraphNotFound
+
+NAMESPACE = "7d5e2c1a-3b4f-4c8e-9a6d-2f1e0b9c8d7a"
+ERP_ID_PROPERTY = f"String {{{NAMESPACE}}} Name ErpId"
+EXPAND_PROPERTIES = f"singleValueExtendedProperties($filter=id eq '{ERP_ID_PROPERTY}')"
+
+
+def erp_ref(kind: Kind, erp_id: str) -> str:
+    """The value stored on the Outlook item that names its ERP record (R21)."""
+    return f"{kind.value}:{erp_id}"
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+class Mailbox:
+    """Paths and calls for one user; Graph ids are immutable ids (Prefer: IdType="ImmutableId")."""
+
+    def __init__(self, graph: GraphClient, email: str, graph_user_id: str, todo_list_id: str | None = None) -> None:
+        self.graph = graph
+        self.email = email
+        self.user_id = graph_user_id
+        self.todo_list_id = todo_list_id
+
+    async def ensure_todo_list(self) -> str:
+        if self.todo_list_id is None:
+            lists = await self.graph.get_json(f"/users/{self.user_id}/todo/lists", mailbox=self.email)
+            items = lists.get("value", [])
+            default = next((x for x in items if x.get("wellknownListName") == "defaultList"), None)
+            chosen = default or (items[0] if items else None)
+            if chosen is None:
+                raise GraphNotFound(404, "ErrorItemNotFound", "the mailbox has no To Do list", None)
+            self.todo_list_id = str(chosen["id"])
+        return self.todo_list_id
+
+    async def collection_path(self, kind: Kind) -> str:
+        collection = collection_of(kind)
+        if collection == "event":
+            return f"/users/{self.user_id}/events"
+        if collection == "contact":
+            return f"/users/{self.user_id}/contacts"
+        return f"/users/{self.user_id}/todo/lists/{await self.ensure_todo_list()}/tasks"
+
+    async def initial_delta(self, kind: Kind, *, now: datetime, days_back: int, days_ahead: int) -> tuple[str, dict]:
+        """The first delta request of a collection; events are bounded by the sync window (R34)."""
+        collection = collection_of(kind)
+        if collection == "event":
+            params = {
+                "startDateTime": _iso(now - timedelta(days=days_back)),
+                "endDateTime": _iso(now + timedelta(days=days_ahead)),
+            }
+            return f"/users/{self.user_id}/calendarView/delta", params
+        return f"{await self.collection_path(kind)}/delta", {}
+
+    async def delta(self, url: str, params: dict | None = None) -> AsyncIterator[tuple[list[dict], str | None]]:
+        async for page in self.graph.delta(url, params=params, mailbox=self.email):
+            yield page
+
+    async def get(self, kind: Kind, item_id: str) -> dict[str, Any] | None:
+        """The item with our extended property (or linked resources), None when it is gone."""
+        path = f"{await self.collection_path(kind)}/{item_id}"
+        params = {"$expand": EXPAND_PROPERTIES if collection_of(kind) != "todo" else "linkedResources"}
+        try:
+            return await self.graph.get_json(path, params=params, mailbox=self.email)  # type: ignore[no-any-return]
+        except GraphNotFound:
+            return None
+
+    async def find_by_erp_ref(self, kind: Kind, ref: str) -> dict[str, Any] | None:
+        """Re-find an item by the ERP id kept on it (R21), e.g. after a lost link or a move."""
+        if collection_of(kind) == "todo":
+            return None
+        path = await self.collection_path(kind)
+        flt = f"singleValueExtendedProperties/Any(ep: ep/id eq '{ERP_ID_PROPERTY}' and ep/value eq '{ref}')"
+        page = await self.graph.get_json(
+            path, params={"$filter": flt, "$expand": EXPAND_PROPERTIES, "$top": "2"}, mailbox=self.email
+        )
+        items = page.get("value", [])
+        return items[0] if items else None
+
+    async def create(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.graph.post_json(await self.collection_path(kind), json=body, mailbox=self.email)  # type: ignore[no-any-return]
+
+    async def update(self, kind: Kind, item_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        path = f"{await self.collection_path(kind)}/{item_id}"
+        return await self.graph.patch_json(path, json=body, mailbox=self.email)  # type: ignore[no-any-return]
+
+    async def delete(self, kind: Kind, item_id: str) -> None:
+        try:
+            await self.graph.delete(f"{await self.collection_path(kind)}/{item_id}", mailbox=self.email)
+        except GraphNotFound:
+            return
+
+    async def stamp_erp_ref(self, kind: Kind, item_id: str, ref: str, display_name: str | None = None) -> str | None:
+        """Write the ERP id onto an Outlook-created item (R21); returns the item's new changeKey."""
+        path = f"{await self.collection_path(kind)}/{item_id}"
+        if collection_of(kind) == "todo":
+            # To Do keeps it in a linked resource, created through its own collection.
+            await self.graph.post_json(
+                f"{path}/linkedResources",
+                json={"applicationName": "ERP", "externalId": ref, "displayName": display_name or ref, "webUrl": None},
+                mailbox=self.email,
+            )
+            task = await self.graph.get_json(path, mailbox=self.email)
+            return task.get("@odata.etag")
+        body = {"singleValueExtendedProperties": [{"id": ERP_ID_PROPERTY, "value": ref}]}
+        updated = await self.graph.patch_json(path, json=body, mailbox=self.email)
+        return updated.get("changeKey")

@@ -1,0 +1,101 @@
+"""sync-core: consumes the work queues and serves the ops API and console (port 8003)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from shared import db
+from shared.bus import Bus, received_at
+from shared.envelope import Envelope
+from shared.graph.client import GraphClient
+from shared.health import health_router
+from shared.logs import setup_logging
+from shared.telemetry import instrument_app, setup_telemetry
+from sync_core.adapters.erp import ErpClient
+from sync_core.db import migrate
+from sync_core.engine import Engine
+from sync_core.settings import SyncCoreSettings, get_settings
+from sync_core.state import State
+
+log = logging.getLogger(__name__)
+SERVICE = "sync-core"
+
+
+class Runtime:
+    """Everything the running service holds; built in the lifespan, reachable as `app.state.rt`."""
+
+    def __init__(self, settings: SyncCoreSettings) -> None:
+        self.settings = settings
+        self.engine_db = db.create_engine(settings.sync_database_url)
+        self.state = State(db.session_factory(self.engine_db))
+        self.bus = Bus(settings, SERVICE)
+        self.erp = ErpClient(settings.erp_connector_url, settings.erp_api_token.get_secret_value())
+        self.graph = GraphClient(settings)
+        self.engine = Engine(state=self.state, erp=self.erp, graph=self.graph, tenant=settings.tenant)
+        self.engine.settings_cache_s = settings.settings_cache_s
+        self._connector: asyncio.Task[None] | None = None
+
+    async def handle(self, env: Envelope) -> None:
+        await self.engine.handle(env, received_at.get())
+
+    async def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_bus())
+
+    async def _connect_bus(self) -> None:
+        """Connect and consume; a broker that is down at start is retried, not fatal."""
+        delay = 0.5
+        while True:
+            try:
+                await self.bus.connect()
+                break
+            except Exception as exc:
+                log.warning("broker not reachable (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        if self.settings.consume:
+            for shard in range(self.settings.sync_shards):
+                await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
+
+    async def stop(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            await asyncio.gather(self._connector, return_exceptions=True)
+        await self.bus.close()
+        await self.erp.close()
+        await self.graph.aclose()
+        await self.engine_db.dispose()
+
+
+def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(SERVICE, settings.log_level, settings.log_json)
+        if settings.auto_migrate:
+            await asyncio.to_thread(migrate, settings.sync_database_url)
+        rt = Runtime(settings)
+        app.state.rt = rt
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
+    app = FastAPI(title="sync-core", version="0.1.0", lifespan=lifespan)
+
+    def checks() -> dict:
+        rt: Runtime | None = getattr(app.state, "rt", None)
+        if rt is None:
+            return {}
+        return {"broker": rt.bus.ping, "database": lambda: db.ping(rt.engine_db)}
+
+    app.include_router(health_router(checks))
+    instrument_app(app)
+    return app

@@ -1,0 +1,1 @@
+"""The pure core of sync-core: canonical model, mapping, rules and decisions. No I/O in here."""

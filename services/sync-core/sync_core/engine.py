@@ -1,0 +1,832 @@
+"""The sync engine: turns bus messages into reads, decisions and writes on both sides.
+
+The decisions are the pure functions of `sync_core.domain`; this module does the I/O around
+them: delta reads, ERP and Graph writes with idempotency keys, links and journal lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from opentelemetry import trace
+
+from shared.envelope import Envelope, Kind, MessageType, collection_of
+from shared.graph.client import GraphClient
+from shared.graph.errors import GraphAuthError, GraphError, GraphSyncStateNotFound
+from shared.telemetry import meter
+from sync_core.adapters.erp import ErpClient, ErpConflict, ErpError, ErpRefused
+from sync_core.adapters.mailbox import ERP_ID_PROPERTY, Mailbox, erp_ref
+from sync_core.domain import decide as decisions
+from sync_core.domain.decide import Action, Decision
+from sync_core.domain.fingerprint import fingerprint
+from sync_core.domain.mapping import contact as contact_map
+from sync_core.domain.mapping import erp as erp_map
+from sync_core.domain.mapping import event as event_map
+from sync_core.domain.mapping import todo as todo_map
+from sync_core.domain.model import Activity, ActivityKind, Contact, Direction, UserSettings
+from sync_core.domain.model import Link as DomainLink
+from sync_core.domain.rules import company_code, email_domain, first_contact
+from sync_core.models import Link
+from sync_core.state import State, as_utc, journal_entry, now_utc
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("sync_core.engine")
+_meter = meter("sync_core")
+items_synced = _meter.create_counter("sync_items", description="Items handled, by kind, direction and outcome")
+e2e_latency = _meter.create_histogram(
+    "sync_e2e_latency_seconds", unit="s", description="Change at source to applied on the other side"
+)
+
+Item = Activity | Contact
+OUTLOOK_TO_ERP = Direction.OUTLOOK_TO_ERP.value
+ERP_TO_OUTLOOK = Direction.ERP_TO_OUTLOOK.value
+
+
+def kind_of_activity(kind: ActivityKind | str) -> Kind:
+    return {"meeting": Kind.EVENT, "task": Kind.TASK, "call": Kind.CALL}[str(kind)]
+
+
+def erp_collection(kind: Kind) -> str:
+    return "contacts" if kind is Kind.CONTACT else "activities"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+def graph_to_item(collection_kind: Kind, raw: dict[str, Any]) -> Item:
+    collection = collection_of(collection_kind)
+    if collection == "event":
+        return event_map.graph_event_to_activity(raw)
+    if collection == "contact":
+        return contact_map.graph_contact_to_contact(raw)
+    return todo_map.graph_todo_to_activity(raw)
+
+
+def item_to_graph(item: Item) -> dict[str, Any]:
+    if isinstance(item, Contact):
+        return contact_map.contact_to_graph_contact(item)
+    if item.kind == ActivityKind.MEETING:
+        return event_map.activity_to_graph_event(item)
+    return todo_map.activity_to_graph_todo(item)
+
+
+def erp_to_item(kind: Kind, raw: dict[str, Any] | None) -> Item | None:
+    if raw is None or raw.get("deleted"):
+        return None
+    if kind is Kind.CONTACT:
+        return erp_map.erp_contact_to_contact(raw)
+    return erp_map.erp_activity_to_activity(raw)
+
+
+def kind_of_item(item: Item) -> Kind:
+    return Kind.CONTACT if isinstance(item, Contact) else kind_of_activity(item.kind)
+
+
+def erp_ref_on(raw: dict[str, Any]) -> tuple[Kind, str] | None:
+    """The ERP id an Outlook item carries (extended property, or To Do linked resource)."""
+    value: str | None = None
+    for prop in raw.get("singleValueExtendedProperties") or []:
+        if str(prop.get("id", "")).lower() == ERP_ID_PROPERTY.lower():
+            value = prop.get("value")
+    for res in raw.get("linkedResources") or []:
+        if res.get("applicationName") == "ERP" and res.get("externalId"):
+            value = res["externalId"]
+    if not value or ":" not in value:
+        return None
+    kind, _, erp_id = value.partition(":")
+    try:
+        return Kind(kind), erp_id
+    except ValueError:
+        return None
+
+
+def to_domain_link(row: Link | None) -> DomainLink | None:
+    if row is None:
+        return None
+    return DomainLink(
+        kind=Kind(row.kind),
+        user=row.user,
+        graph_id=row.graph_id,
+        erp_id=row.erp_id,
+        fingerprint=row.fingerprint,
+        graph_change_key=row.graph_change_key,
+        erp_version=row.erp_version,
+        graph_modified_at=as_utc(row.graph_modified_at),
+        erp_modified_at=as_utc(row.erp_modified_at),
+        synced_at=as_utc(row.synced_at),
+    )
+
+
+@dataclass
+class UserContext:
+    """What the engine knows of one user during one message."""
+
+    email: str
+    settings: UserSettings
+    mailbox: Mailbox
+
+
+class UserUnavailable(Exception):
+    """The user is unknown, disabled or has no mailbox: nothing to sync (journaled)."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.reason = reason
+
+
+class Engine:
+    """Handles every message type of sync-core."""
+
+    def __init__(
+        self, *, state: State, erp: ErpClient, graph: GraphClient, tenant: str, clock: Callable[[], datetime] = now_utc
+    ) -> None:
+        self.state = state
+        self.erp = erp
+        self.graph = graph
+        self.tenant = tenant
+        self.clock = clock
+        self._settings_cache: dict[str, tuple[float, UserSettings | None]] = {}
+        self._mailboxes: dict[str, Mailbox] = {}
+        # When the last delta round of a (user, collection) started: notifications that arrived
+        # before it are already covered by it, so a burst collapses into one round.
+        self._delta_started: dict[str, float] = {}
+        self.settings_cache_s = 30.0
+
+    # Entry point ---------------------------------------------------------------------------------
+
+    async def handle(self, env: Envelope, received_at: float | None = None) -> None:
+        if await self.state.seen(str(env.id)):
+            return
+        if env.type is MessageType.JOURNAL_LINE:
+            await self._store_reported_journal(env)
+        elif env.type in (MessageType.GRAPH_CHANGED, MessageType.GRAPH_RESYNC):
+            await self.sync_mailbox(env, received_at)
+        elif env.type is MessageType.ERP_CHANGED:
+            await self.apply_erp_change(env)
+        elif env.type is MessageType.SYNC_FORCE:
+            await self.force(env)
+        await self.state.mark_seen(str(env.id))
+
+    async def _store_reported_journal(self, env: Envelope) -> None:
+        p = env.payload
+        await self.state.journal(
+            journal_entry(
+                user=env.user,
+                kind=env.kind,
+                direction=p.get("direction"),
+                outcome=str(p.get("outcome", "info")),
+                rule=p.get("rule"),
+                reason=p.get("reason"),
+                erp_id=p.get("erp_id"),
+                graph_id=p.get("graph_id"),
+            )
+        )
+
+    # Users ---------------------------------------------------------------------------------------
+
+    async def user_settings(self, email: str) -> UserSettings | None:
+        cached = self._settings_cache.get(email)
+        if cached and time.monotonic() - cached[0] < self.settings_cache_s:
+            return cached[1]
+        rep = await self.erp.representative_by_email(email)
+        settings = UserSettings.from_erp(rep) if rep else None
+        self._settings_cache[email] = (time.monotonic(), settings)
+        return settings
+
+    def forget_user(self, email: str) -> None:
+        self._settings_cache.pop(email, None)
+
+    async def user_context(self, email: str, graph_user_id: str | None = None) -> UserContext:
+        settings = await self.user_settings(email)
+        if settings is None:
+            raise UserUnavailable("R16", "no ERP representative has this mailbox address")
+        if not settings.enabled:
+            raise UserUnavailable("R13", "user not enabled for sync (inactive, switched off or no sales role)")
+        mailbox = self._mailboxes.get(email)
+        if mailbox is None:
+            if graph_user_id is None:
+                state = await self.state.user_state(email)
+                graph_user_id = state.graph_user_id if state else None
+            if graph_user_id is None:
+                user = await self.graph.find_user(email)
+                graph_user_id = str(user["id"])
+                await self.state.update_user_state(email, graph_user_id=graph_user_id)
+            mailbox = Mailbox(self.graph, email, graph_user_id)
+            self._mailboxes[email] = mailbox
+        return UserContext(email, settings, mailbox)
+
+    async def _mark_failure(self, email: str, exc: Exception) -> None:
+        """R35: a user whose mailbox or credentials fail is flagged at once."""
+        await self.state.update_user_state(
+            email, healthy=False, last_error=f"{type(exc).__name__}: {exc}"[:500], last_error_at=now_utc()
+        )
+
+    # Outlook → ERP -------------------------------------------------------------------------------
+
+    async def sync_mailbox(self, env: Envelope, received_at: float | None) -> None:
+        """Run the delta query of one user's collection and apply each item (R29, R30)."""
+        kind = env.kind or Kind.EVENT
+        collection = collection_of(kind)
+        key = env.serialisation_key()
+        if (
+            env.type is MessageType.GRAPH_CHANGED
+            and received_at is not None
+            and received_at < self._delta_started.get(key, float("-inf"))
+        ):
+            return  # already covered by a delta round that started after this notification arrived
+        try:
+            ctx = await self.user_context(env.user, env.payload.get("graph_user_id"))
+        except UserUnavailable as exc:
+            await self.state.journal(
+                journal_entry(
+                    user=env.user,
+                    kind=kind,
+                    direction=OUTLOOK_TO_ERP,
+                    outcome="skipped",
+                    rule=exc.rule,
+                    reason=exc.reason,
+                )
+            )
+            return
+        if collection == "todo" and env.payload.get("list_id"):
+            ctx.mailbox.todo_list_id = ctx.mailbox.todo_list_id or str(env.payload["list_id"])
+        self._delta_started[key] = time.monotonic()
+        with tracer.start_as_current_span(
+            "delta read", attributes={"sync.kind": kind.value, "sync.collection": collection}
+        ):
+            try:
+                await self._run_delta(ctx, kind, collection)
+            except GraphSyncStateNotFound:
+                log.info("delta token no longer valid; restarting the %s delta", collection)
+                await self.state.set_cursor(ctx.email, collection, None)
+                await self._run_delta(ctx, kind, collection)
+            except GraphAuthError as exc:
+                await self._mark_failure(ctx.email, exc)
+                raise
+        await self.state.update_user_state(ctx.email, last_sync_outlook_to_erp=now_utc(), healthy=True, last_error=None)
+
+    async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> None:
+        cursor = await self.state.cursor(ctx.email, collection)
+        if cursor:
+            url, params = cursor, None
+        else:
+            s = ctx.settings
+            url, params = await ctx.mailbox.initial_delta(
+                kind, now=self.clock(), days_back=s.window_days_back, days_ahead=s.window_days_ahead
+            )
+        async for items, delta_link in ctx.mailbox.delta(url, params):
+            for raw in items:
+                await self.apply_outlook_item(ctx, kind, raw)
+            if delta_link:
+                await self.state.set_cursor(ctx.email, collection, delta_link)
+
+    async def apply_outlook_item(
+        self, ctx: UserContext, collection_kind: Kind, raw: dict[str, Any], *, force: bool = False
+    ) -> None:
+        """Decide and apply one Outlook item (from delta, or a forced re-send)."""
+        graph_id = str(raw["id"])
+        row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
+        if "@removed" in raw:
+            if row is None:
+                return
+            kind = Kind(row.kind)
+            erp_item = erp_to_item(kind, await self.erp.get(erp_collection(kind), row.erp_id))
+            decision = decisions.decide_outlook_change(
+                kind=kind,
+                item=None,
+                link=to_domain_link(row),
+                erp_item=erp_item,
+                settings=ctx.settings,
+                now=self.clock(),
+            )
+            await self._apply_to_erp(ctx, kind, decision, None, raw, row, erp_item)
+            return
+        if row is None:
+            # Unknown id: an Outlook creation, or one of ours whose link was lost (R21).
+            full = await ctx.mailbox.get(collection_kind, graph_id)
+            if full is None:
+                return
+            raw = {**raw, **full}
+            row = await self._relink(ctx, collection_kind, raw)
+        try:
+            item = graph_to_item(collection_kind, raw)
+        except (KeyError, ValueError, TypeError) as exc:
+            await self.state.journal(
+                journal_entry(
+                    user=ctx.email,
+                    kind=collection_kind,
+                    direction=OUTLOOK_TO_ERP,
+                    outcome="failed",
+                    reason=f"unreadable Outlook item: {type(exc).__name__}: {exc}",
+                    graph_id=graph_id,
+                )
+            )
+            return
+        kind = kind_of_item(item)
+        erp_raw = await self.erp.get(erp_collection(kind), row.erp_id) if row else None
+        erp_item = erp_to_item(kind, erp_raw)
+        decision = decisions.decide_outlook_change(
+            kind=kind, item=item, link=to_domain_link(row), erp_item=erp_item, settings=ctx.settings, now=self.clock()
+        )
+        if force and decision.action is Action.NOOP and row is not None and erp_item is not None:
+            decision = replace(decision, action=Action.UPDATE, reason="forced re-send (R24)")
+        await self._apply_to_erp(ctx, kind, decision, item, raw, row, erp_item, erp_raw)
+
+    async def _relink(self, ctx: UserContext, collection_kind: Kind, raw: dict[str, Any]) -> Link | None:
+        ref = erp_ref_on(raw)
+        if ref is None:
+            return None
+        kind, erp_id = ref
+        row = await self.state.link_by_erp_id(ctx.email, kind, erp_id)
+        erp_raw = await self.erp.get(erp_collection(kind), erp_id)
+        erp_item = erp_to_item(kind, erp_raw)
+        if erp_item is None or erp_raw is None:
+            return row
+        # Re-found through the ERP id on the item: restore the link as of the ERP's state, so the
+        # Outlook side's differences count as its change.
+        link = row or Link(
+            user=ctx.email,
+            kind=kind.value,
+            collection=collection_of(kind),
+            graph_id="",
+            erp_id=erp_id,
+            fingerprint="",
+            synced_at=now_utc(),
+        )
+        link.graph_id = str(raw["id"])
+        link.fingerprint = fingerprint(erp_item)
+        link.erp_version = erp_raw.get("version")
+        link.erp_modified_at = _parse_time(erp_raw.get("updated_at"))
+        link.graph_change_key = raw.get("changeKey")
+        link.synced_at = link.erp_modified_at or now_utc()
+        return await self.state.save_link(
+            link,
+            journal_entry(
+                user=ctx.email,
+                kind=kind,
+                direction=OUTLOOK_TO_ERP,
+                outcome="relinked",
+                rule="R21",
+                reason="link re-found through the ERP id kept on the Outlook item",
+                erp_id=erp_id,
+                graph_id=link.graph_id,
+            ),
+        )
+
+    async def _resolve_partner_and_contact(
+        self, ctx: UserContext, item: Item
+    ) -> tuple[str | None, int | None, str | None]:
+        """Partner code (R11, R10) and contact id (R08, R14) for an Outlook item; third value: group."""
+        if isinstance(item, Contact):
+            code = item.partner_code or company_code(item.company)
+            if code:
+                if await self.erp.partner(code) is None:
+                    raise ErpRefused(
+                        422, "unknown_partner", f"company code #{code}# is not an ERP business partner (R11)"
+                    )
+                return code, None, None
+            for email in item.emails:
+                partner = await self.erp.partner_for_domain(email_domain(email))
+                if partner:
+                    return str(partner["code"]), None, None
+            return None, None, "EXCHANGE"
+        code = item.partner_code
+        if code and await self.erp.partner(code) is None:
+            raise ErpRefused(422, "unknown_partner", f"company code #{code}# is not an ERP business partner (R11)")
+        person = first_contact(item)
+        contact_id: int | None = None
+        if person and person.email:
+            found = await self.erp.contacts_by_email(person.email)
+            if found:
+                contact_id = int(found[0]["id"])
+                code = code or found[0].get("partner_code")
+            elif item.kind in (ActivityKind.TASK, ActivityKind.CALL):
+                # R14: the task's unknown contact is created in the ERP too.
+                given, _, surname = (person.name or person.email.split("@")[0]).partition(" ")
+                new = Contact(
+                    given_name=given,
+                    surname=surname or given,
+                    emails=(person.email,),
+                    business_phones=(),
+                    mobile_phone=None,
+                    job_title=None,
+                    company=None,
+                    partner_code=None,
+                    group=None,
+                    modified_at=None,
+                    erp_id=None,
+                    graph_id=None,
+                )
+                p_code, _, group = await self._resolve_partner_and_contact(ctx, new)
+                body = erp_map.contact_to_erp(new, representative=ctx.settings.code, partner_code=p_code, group=group)
+                created = await self.erp.create("contacts", body, key=f"{ctx.email}:contact-for:{person.email.lower()}")
+                contact_id = int(created["id"])
+                code = code or p_code
+        return code, contact_id, None
+
+    async def _apply_to_erp(
+        self,
+        ctx: UserContext,
+        kind: Kind,
+        decision: Decision,
+        item: Item | None,
+        raw: dict[str, Any],
+        row: Link | None,
+        erp_item: Item | None,
+        erp_raw: dict[str, Any] | None = None,
+    ) -> None:
+        graph_id = str(raw["id"])
+        erp_id = row.erp_id if row else None
+        base = {"user": ctx.email, "kind": kind, "direction": OUTLOOK_TO_ERP, "graph_id": graph_id, "erp_id": erp_id}
+        action = decision.action
+        with tracer.start_as_current_span(
+            "apply to erp",
+            attributes={
+                "sync.kind": kind.value,
+                "sync.direction": OUTLOOK_TO_ERP,
+                "sync.action": action.value,
+                "sync.rule": decision.rule or "",
+            },
+        ):
+            try:
+                if action is Action.SKIP:
+                    await self.state.journal(
+                        journal_entry(**base, outcome="skipped", rule=decision.rule, reason=decision.reason)
+                    )
+                elif action is Action.NOOP:
+                    if row is not None:
+                        await self._touch_link(row, change_key=raw.get("changeKey"))
+                elif action is Action.UNLINK and row is not None:
+                    await self.state.drop_link(
+                        row, journal_entry(**base, outcome="unlinked", rule=decision.rule, reason=decision.reason)
+                    )
+                elif action is Action.DELETE and row is not None:
+                    await self.erp.delete(
+                        erp_collection(kind), row.erp_id, key=f"{ctx.email}:del:{kind.value}:{row.erp_id}"
+                    )
+                    await self.state.drop_link(
+                        row,
+                        journal_entry(**base, outcome="deleted", rule=decision.rule or "R20", reason=decision.reason),
+                    )
+                elif action is Action.REMOVE_ASSIGNMENT and row is not None:
+                    await self.erp.remove_assignment(
+                        row.erp_id, ctx.settings.code, key=f"{ctx.email}:unassign:{row.erp_id}"
+                    )
+                    await self.state.drop_link(
+                        row, journal_entry(**base, outcome="unassigned", rule="R20", reason=decision.reason)
+                    )
+                elif action in (Action.CREATE, Action.UPDATE) and item is not None:
+                    await self._write_erp(ctx, kind, decision, item, raw, row, erp_item, base)
+                elif action is Action.CONFLICT and row is not None and erp_item is not None:
+                    # The ERP side won (R18): Outlook gets the ERP's version back.
+                    body = item_to_graph(replace(erp_item, erp_id=row.erp_id))  # type: ignore[type-var]
+                    updated = await ctx.mailbox.update(kind, row.graph_id, body)
+                    row.fingerprint = fingerprint(erp_item)
+                    row.graph_change_key = updated.get("changeKey")
+                    row.synced_at = now_utc()
+                    await self.state.save_link(
+                        row,
+                        journal_entry(
+                            **base, outcome="conflict", rule="R18", reason=decision.reason, details={"winner": "erp"}
+                        ),
+                    )
+                elif action is Action.FAIL:
+                    await self.state.journal(
+                        journal_entry(**base, outcome="failed", rule=decision.rule, reason=decision.reason)
+                    )
+                else:
+                    return
+            except ErpRefused as exc:
+                # R15: one refused item is journaled with the ERP's error; the rest of the sync goes on.
+                await self.state.journal(journal_entry(**base, outcome="failed", rule=_rule_of(exc), reason=str(exc)))
+                action = Action.FAIL
+        items_synced.add(1, {"kind": kind.value, "direction": OUTLOOK_TO_ERP, "outcome": action.value})
+
+    async def _write_erp(
+        self,
+        ctx: UserContext,
+        kind: Kind,
+        decision: Decision,
+        item: Item,
+        raw: dict[str, Any],
+        row: Link | None,
+        erp_item: Item | None,
+        base: dict[str, Any],
+    ) -> None:
+        graph_id = str(raw["id"])
+        partner_code, contact_id, group = await self._resolve_partner_and_contact(ctx, item)
+        if isinstance(item, Contact):
+            body = erp_map.contact_to_erp(
+                item, representative=ctx.settings.code, partner_code=partner_code, group=group
+            )
+        else:
+            body = erp_map.activity_to_erp(
+                item, representative=ctx.settings.code, contact_id=contact_id, partner_code=partner_code
+            )
+        collection = erp_collection(kind)
+        fp = decision.fingerprint or fingerprint(item)
+        key = f"{ctx.email}:{kind.value}:{graph_id}:{fp}"
+        if row is None and isinstance(item, Contact):
+            # One ERP contact per person: an existing one with this e-mail is assigned, not duplicated.
+            for email in item.emails:
+                found = await self.erp.contacts_by_email(email)
+                if found:
+                    existing = found[0]
+                    reps = sorted(set(existing.get("representatives") or []) | {ctx.settings.code})
+                    result = await self.erp.update(
+                        collection,
+                        str(existing["id"]),
+                        {**body, "representatives": reps},
+                        key=key,
+                        version=existing.get("version"),
+                    )
+                    break
+            else:
+                result = await self.erp.create(collection, body, key=key)
+            outcome = "created"
+        elif row is None:
+            result = await self.erp.create(collection, body, key=key)
+            outcome = "created"
+        else:
+            for _ in range(3):
+                try:
+                    result = await self.erp.update(collection, row.erp_id, body, key=key, version=row.erp_version)
+                    break
+                except ErpConflict:
+                    # The ERP record moved on since the link: sync on its current version (R18 decided already).
+                    current = await self.erp.get(collection, row.erp_id)
+                    row.erp_version = current.get("version") if current else None
+            else:
+                raise ErpConflict(412, "version", "the ERP record kept changing; will retry")
+            outcome = "updated"
+        erp_id = str(result["id"])
+        link = row or Link(
+            user=ctx.email,
+            kind=kind.value,
+            collection=collection_of(kind),
+            graph_id=graph_id,
+            erp_id=erp_id,
+            fingerprint=fp,
+            synced_at=now_utc(),
+        )
+        link.erp_id = erp_id
+        link.fingerprint = fp
+        link.erp_version = result.get("version")
+        link.erp_modified_at = _parse_time(result.get("updated_at"))
+        link.graph_change_key = raw.get("changeKey")
+        link.graph_modified_at = _parse_time(raw.get("lastModifiedDateTime"))
+        link.synced_at = now_utc()
+        if row is None and erp_ref_on(raw) is None:
+            # R21: keep the ERP id on the Outlook item, so the link can be found again from it.
+            chrono = result.get("chrono") if isinstance(result, dict) else None
+            change_key = await ctx.mailbox.stamp_erp_ref(kind, graph_id, erp_ref(kind, erp_id), chrono)
+            link.graph_change_key = change_key or link.graph_change_key
+        base = {**base, "erp_id": erp_id}
+        details = {"winner": decision.winner.value} if decision.winner else None
+        await self.state.save_link(
+            link, journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details)
+        )
+        self._observe_latency(item, OUTLOOK_TO_ERP)
+
+    async def _touch_link(self, row: Link, *, change_key: str | None) -> None:
+        if change_key and change_key != row.graph_change_key:
+            row.graph_change_key = change_key
+            await self.state.save_link(row)
+
+    def _observe_latency(self, item: Item, direction: str) -> None:
+        modified = getattr(item, "modified_at", None)
+        if modified is not None:
+            e2e_latency.record(max(0.0, (now_utc() - modified).total_seconds()), {"direction": direction})
+
+    # ERP → Outlook -------------------------------------------------------------------------------
+
+    async def apply_erp_change(self, env: Envelope, *, force: bool = False) -> None:
+        p = env.payload
+        kind = env.kind or Kind.EVENT
+        erp_id = str(p["erp_id"])
+        base: dict[str, Any] = {"user": env.user, "kind": kind, "direction": ERP_TO_OUTLOOK, "erp_id": erp_id}
+        try:
+            ctx = await self.user_context(env.user)
+        except UserUnavailable as exc:
+            await self.state.journal(journal_entry(**base, outcome="skipped", rule=exc.rule, reason=exc.reason))
+            return
+        row = await self.state.link_by_erp_id(ctx.email, kind, erp_id)
+        if (
+            not force
+            and row is not None
+            and p.get("origin") == "outlook"
+            and p.get("version") is not None
+            and p.get("version") == row.erp_version
+        ):
+            return  # our own write coming back (R22)
+        erp_raw = await self.erp.get(erp_collection(kind), erp_id)
+        await self.apply_erp_item(
+            ctx, kind, erp_id, erp_raw, row, force=force, reassigned_from=p.get("previous_representative")
+        )
+
+    async def apply_erp_item(
+        self,
+        ctx: UserContext,
+        kind: Kind,
+        erp_id: str,
+        erp_raw: dict[str, Any] | None,
+        row: Link | None,
+        *,
+        force: bool = False,
+        reassigned_from: str | None = None,
+    ) -> None:
+        item = erp_to_item(kind, erp_raw)
+        graph_raw = await ctx.mailbox.get(kind, row.graph_id) if row else None
+        graph_item = graph_to_item(kind, graph_raw) if graph_raw else None
+        decision = decisions.decide_erp_change(
+            kind=kind,
+            item=item,
+            link=to_domain_link(row),
+            graph_item=graph_item,
+            settings=ctx.settings,
+            now=self.clock(),
+        )
+        if force and item is not None and decision.action is Action.NOOP:
+            decision = replace(
+                decision, action=Action.UPDATE if graph_raw else Action.CREATE, reason="forced re-send (R24)"
+            )
+        if row is not None and graph_raw is None and item is not None and decision.action is Action.NOOP:
+            # The mirror vanished from Outlook without a delta telling us yet: recreate it.
+            decision = replace(decision, action=Action.CREATE, reason="mirror missing in Outlook")
+        base: dict[str, Any] = {
+            "user": ctx.email,
+            "kind": kind,
+            "direction": ERP_TO_OUTLOOK,
+            "erp_id": erp_id,
+            "graph_id": row.graph_id if row else None,
+        }
+        action = decision.action
+        with tracer.start_as_current_span(
+            "apply to outlook",
+            attributes={
+                "sync.kind": kind.value,
+                "sync.direction": ERP_TO_OUTLOOK,
+                "sync.action": action.value,
+                "sync.rule": decision.rule or "",
+            },
+        ):
+            try:
+                if action is Action.SKIP:
+                    await self.state.journal(
+                        journal_entry(**base, outcome="skipped", rule=decision.rule, reason=decision.reason)
+                    )
+                elif action is Action.NOOP:
+                    pass
+                elif action is Action.UNLINK and row is not None:
+                    if reassigned_from == ctx.settings.code:
+                        # R32: reassigned to another representative — the mirror moves to the new owner's mailbox.
+                        await ctx.mailbox.delete(kind, row.graph_id)
+                        await self.state.drop_link(
+                            row,
+                            journal_entry(
+                                **base, outcome="moved", rule="R32", reason="reassigned to another representative"
+                            ),
+                        )
+                    else:
+                        await self.state.drop_link(
+                            row, journal_entry(**base, outcome="unlinked", rule=decision.rule, reason=decision.reason)
+                        )
+                elif action is Action.DELETE and row is not None:
+                    await ctx.mailbox.delete(kind, row.graph_id)
+                    await self.state.drop_link(
+                        row,
+                        journal_entry(**base, outcome="deleted", rule=decision.rule or "R19", reason=decision.reason),
+                    )
+                elif action in (Action.CREATE, Action.UPDATE) and item is not None and erp_raw is not None:
+                    await self._write_graph(ctx, kind, decision, item, erp_raw, row if graph_raw else None, row, base)
+                elif action is Action.CONFLICT and row is not None and graph_item is not None and graph_raw is not None:
+                    # Outlook won (R18): the ERP gets Outlook's version back.
+                    await self._apply_to_erp(
+                        ctx, kind, replace(decision, action=Action.UPDATE), graph_item, graph_raw, row, item
+                    )
+                    await self.state.journal(
+                        journal_entry(
+                            **base,
+                            outcome="conflict",
+                            rule="R18",
+                            reason=decision.reason,
+                            details={"winner": "outlook"},
+                        )
+                    )
+                elif action is Action.FAIL:
+                    await self.state.journal(
+                        journal_entry(**base, outcome="failed", rule=decision.rule, reason=decision.reason)
+                    )
+            except GraphError as exc:
+                if isinstance(exc, GraphAuthError):
+                    await self._mark_failure(ctx.email, exc)
+                if getattr(exc, "status", 500) in (400, 403, 404, 409, 422):
+                    await self.state.journal(journal_entry(**base, outcome="failed", reason=f"Graph: {exc}"))
+                    action = Action.FAIL
+                else:
+                    raise
+        if action is not Action.FAIL:
+            await self.state.update_user_state(ctx.email, last_sync_erp_to_outlook=now_utc())
+        items_synced.add(1, {"kind": kind.value, "direction": ERP_TO_OUTLOOK, "outcome": action.value})
+
+    async def _write_graph(
+        self,
+        ctx: UserContext,
+        kind: Kind,
+        decision: Decision,
+        item: Item,
+        erp_raw: dict[str, Any],
+        target: Link | None,
+        old_row: Link | None,
+        base: dict[str, Any],
+    ) -> None:
+        erp_id = str(erp_raw["id"])
+        body = item_to_graph(replace(item, erp_id=erp_id))  # type: ignore[type-var]
+        graph_id = target.graph_id if target else None
+        if graph_id is None:
+            found = await ctx.mailbox.find_by_erp_ref(kind, erp_ref(kind, erp_id))
+            graph_id = str(found["id"]) if found else None
+        if graph_id is None:
+            written = await ctx.mailbox.create(kind, body)
+            outcome = "created"
+        else:
+            written = await ctx.mailbox.update(kind, graph_id, body)
+            outcome = "updated"
+        fp = decision.fingerprint or fingerprint(item)
+        link = old_row or Link(
+            user=ctx.email,
+            kind=kind.value,
+            collection=collection_of(kind),
+            graph_id="",
+            erp_id=erp_id,
+            fingerprint=fp,
+            synced_at=now_utc(),
+        )
+        link.graph_id = str(written["id"])
+        link.fingerprint = fp
+        link.graph_change_key = written.get("changeKey")
+        link.graph_modified_at = _parse_time(written.get("lastModifiedDateTime"))
+        link.erp_version = erp_raw.get("version")
+        link.erp_modified_at = _parse_time(erp_raw.get("updated_at"))
+        link.synced_at = now_utc()
+        base = {**base, "graph_id": link.graph_id}
+        details = {"winner": decision.winner.value} if decision.winner else None
+        await self.state.save_link(
+            link, journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details)
+        )
+        self._observe_latency(item, ERP_TO_OUTLOOK)
+
+    # Force sync (R24) ----------------------------------------------------------------------------
+
+    async def force(self, env: Envelope) -> None:
+        direction = env.payload.get("direction")
+        ctx = await self.user_context(env.user)
+        actor = env.payload.get("requested_by")
+        count = 0
+        if direction == ERP_TO_OUTLOOK:
+            for collection in ("activities", "contacts"):
+                for raw in await self.erp.list_all(collection, representative=ctx.settings.code):
+                    kind = Kind.CONTACT if collection == "contacts" else kind_of_activity(raw["kind"])
+                    if env.kind and collection_of(env.kind) != collection_of(kind):
+                        continue
+                    row = await self.state.link_by_erp_id(ctx.email, kind, str(raw["id"]))
+                    await self.apply_erp_item(ctx, kind, str(raw["id"]), raw, row, force=True)
+                    count += 1
+        else:
+            since = _parse_time(env.payload.get("since"))
+            kinds = [env.kind] if env.kind else [Kind.EVENT, Kind.CONTACT, Kind.TASK]
+            for kind in kinds:
+                path = await ctx.mailbox.collection_path(kind)
+                params = {"$top": "100"}
+                if since:
+                    params["$filter"] = f"lastModifiedDateTime ge {since.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                async for items, _ in ctx.mailbox.delta(path, params):
+                    for raw in items:
+                        await self.apply_outlook_item(ctx, kind, raw, force=True)
+                        count += 1
+        await self.state.journal(
+            journal_entry(
+                user=ctx.email,
+                kind=env.kind,
+                direction=direction,
+                outcome="forced",
+                rule="R24",
+                actor=actor,
+                reason=f"force sync re-sent {count} item(s)",
+            )
+        )
+
+
+def _rule_of(exc: ErpError) -> str | None:
+    return {"overlap": "R15", "unknown_partner": "R11"}.get(exc.code or "")

@@ -1,0 +1,45 @@
+"""sync-core settings, from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ENV_FILE, CommonSettings, GraphSettings
+
+DEMO_OPS_TOKEN = "demo-ops-token"
+DEMO_ADMIN_PASSWORD = "admin"
+
+
+class SyncCoreSettings(CommonSettings, GraphSettings):
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", populate_by_name=True)
+
+    sync_database_url: str = "sqlite:///var/sync.db"
+    sync_core_host: str = "127.0.0.1"
+    sync_core_port: int = 8003
+    erp_connector_url: str = "http://127.0.0.1:8002"
+    erp_api_token: SecretStr = SecretStr("demo-erp-token")
+    ops_api_token: SecretStr = SecretStr(DEMO_OPS_TOKEN)
+    admin_username: str = "admin"
+    admin_password: SecretStr = SecretStr(DEMO_ADMIN_PASSWORD)
+    auto_migrate: bool = True
+    # Consume the work queues (off for a read-only console replica).
+    consume: bool = True
+    # How long representative settings are cached before being read again from the ERP.
+    settings_cache_s: float = 30.0
+
+    @model_validator(mode="after")
+    def _refuse_demo_secrets_in_production(self) -> SyncCoreSettings:
+        if self.environment == "production":
+            if self.ops_api_token.get_secret_value() == DEMO_OPS_TOKEN:
+                raise ValueError("OPS_API_TOKEN must be set in production")
+            if self.admin_password.get_secret_value() == DEMO_ADMIN_PASSWORD:
+                raise ValueError("ADMIN_PASSWORD must be set in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> SyncCoreSettings:
+    return SyncCoreSettings()
