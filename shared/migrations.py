@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -19,10 +20,15 @@ def alembic_config(url: str, script_location: str | Path, version_table: str) ->
     return cfg
 
 
+# Alembic's migration context is process-global: services sharing a process (tests) take turns.
+_lock = threading.Lock()
+
+
 def upgrade(url: str, script_location: str | Path, version_table: str) -> None:
     """Apply every migration of one service to `url` (idempotent)."""
     ensure_sqlite_dir(url)
-    command.upgrade(alembic_config(url, script_location, version_table), "head")
+    with _lock:
+        command.upgrade(alembic_config(url, script_location, version_table), "head")
 
 
 def run_env(metadata: MetaData) -> None:

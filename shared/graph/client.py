@@ -27,6 +27,8 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -85,6 +87,13 @@ class GraphClient:
         self._base = httpx.URL(self.base_url)
         self._http: httpx.AsyncClient | None = None
         self._gates: dict[str, _MailboxGate] = {}
+        # Graph's clock minus ours, from the `Date` header of its replies: subscription expiry
+        # times are judged by Graph's clock, not by this host's.
+        self.clock_skew_s = 0.0
+
+    def now(self) -> datetime:
+        """The current time by Graph's clock (as last seen in a reply's `Date` header)."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_skew_s)
 
     async def __aenter__(self) -> Self:
         self._open()
@@ -167,6 +176,7 @@ class GraphClient:
                 retries_total.add(1, {"reason": "network"})
                 await asyncio.sleep(backoff_delay(attempt))
                 continue
+            self._note_server_time(response)
             status = response.status_code
             requests_total.add(1, {"method": method, "status": str(status)})
             if status < 400:
@@ -196,6 +206,20 @@ class GraphClient:
             retries_total.add(1, {"reason": str(status)})
             log.debug("Graph %s, retry %d/%d in %.2fs", status, attempt, max_attempts - 1, delay)
             await asyncio.sleep(delay)
+
+    def _note_server_time(self, response: httpx.Response) -> None:
+        date = response.headers.get("Date")
+        if not date:
+            return
+        try:
+            server = parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError):
+            return
+        if server.tzinfo is None:
+            server = server.replace(tzinfo=UTC)
+        skew = (server - datetime.now(UTC)).total_seconds()
+        # The header has one-second resolution: ignore differences that are only rounding.
+        self.clock_skew_s = skew if abs(skew) > 2.0 else 0.0
 
     async def _send(
         self,

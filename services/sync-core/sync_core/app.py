@@ -17,6 +17,7 @@ from shared.health import health_router
 from shared.logs import setup_logging
 from shared.telemetry import instrument_app, setup_telemetry
 from sync_core.adapters.erp import ErpClient
+from sync_core.api import ops
 from sync_core.db import migrate
 from sync_core.engine import Engine
 from sync_core.settings import SyncCoreSettings, get_settings
@@ -97,5 +98,6 @@ def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
         return {"broker": rt.bus.ping, "database": lambda: db.ping(rt.engine_db)}
 
     app.include_router(health_router(checks))
+    app.include_router(ops.router)
     instrument_app(app)
     return app

@@ -20,14 +20,17 @@ from shared.graph.client import GraphClient
 from shared.graph.errors import GraphAuthError, GraphError, GraphSyncStateNotFound
 from shared.telemetry import meter
 from sync_core.adapters.erp import ErpClient, ErpConflict, ErpError, ErpRefused
-from sync_core.adapters.mailbox import ERP_ID_PROPERTY, Mailbox, erp_ref
+from sync_core.adapters.mailbox import Mailbox, erp_ref
 from sync_core.domain import decide as decisions
+from sync_core.domain import merge
 from sync_core.domain.decide import Action, Decision
 from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.mapping import contact as contact_map
 from sync_core.domain.mapping import erp as erp_map
 from sync_core.domain.mapping import event as event_map
 from sync_core.domain.mapping import todo as todo_map
+from sync_core.domain.mapping.properties import ERP_ID, parse_erp_ref, read_properties
+from sync_core.domain.mapping.todo import erp_linked_resource
 from sync_core.domain.model import Activity, ActivityKind, Contact, Direction, UserSettings
 from sync_core.domain.model import Link as DomainLink
 from sync_core.domain.rules import company_code, email_domain, first_contact
@@ -72,20 +75,12 @@ def graph_to_item(collection_kind: Kind, raw: dict[str, Any]) -> Item:
     return todo_map.graph_todo_to_activity(raw)
 
 
-def item_to_graph(item: Item) -> dict[str, Any]:
+def item_to_graph(item: Item, *, quiet: bool = False) -> dict[str, Any]:
     if isinstance(item, Contact):
         return contact_map.contact_to_graph_contact(item)
     if item.kind == ActivityKind.MEETING:
-        return event_map.activity_to_graph_event(item)
+        return event_map.activity_to_graph_event(item, quiet=quiet)
     return todo_map.activity_to_graph_todo(item)
-
-
-def erp_to_item(kind: Kind, raw: dict[str, Any] | None) -> Item | None:
-    if raw is None or raw.get("deleted"):
-        return None
-    if kind is Kind.CONTACT:
-        return erp_map.erp_contact_to_contact(raw)
-    return erp_map.erp_activity_to_activity(raw)
 
 
 def kind_of_item(item: Item) -> Kind:
@@ -93,21 +88,10 @@ def kind_of_item(item: Item) -> Kind:
 
 
 def erp_ref_on(raw: dict[str, Any]) -> tuple[Kind, str] | None:
-    """The ERP id an Outlook item carries (extended property, or To Do linked resource)."""
-    value: str | None = None
-    for prop in raw.get("singleValueExtendedProperties") or []:
-        if str(prop.get("id", "")).lower() == ERP_ID_PROPERTY.lower():
-            value = prop.get("value")
-    for res in raw.get("linkedResources") or []:
-        if res.get("applicationName") == "ERP" and res.get("externalId"):
-            value = res["externalId"]
-    if not value or ":" not in value:
-        return None
-    kind, _, erp_id = value.partition(":")
-    try:
-        return Kind(kind), erp_id
-    except ValueError:
-        return None
+    """The ERP id an Outlook item carries (extended property, or To Do linked resource), R21."""
+    value = read_properties(raw).get(ERP_ID) or (erp_linked_resource(raw) or {}).get("externalId")
+    kind, erp_id = parse_erp_ref(value)
+    return (kind, erp_id) if kind is not None and erp_id else None
 
 
 def to_domain_link(row: Link | None) -> DomainLink | None:
@@ -134,6 +118,11 @@ class UserContext:
     email: str
     settings: UserSettings
     mailbox: Mailbox
+
+    @property
+    def code(self) -> str:
+        """The representative code (an enabled user always has one, R13)."""
+        return self.settings.code or ""
 
 
 class UserUnavailable(Exception):
@@ -232,6 +221,18 @@ class Engine:
             email, healthy=False, last_error=f"{type(exc).__name__}: {exc}"[:500], last_error_at=now_utc()
         )
 
+    async def erp_item(self, kind: Kind, raw: dict[str, Any] | None) -> Item | None:
+        """An ERP record as canonical (None when deleted); an activity's contact is read for its e-mail (R08)."""
+        if raw is None or raw.get("deleted"):
+            return None
+        if kind is Kind.CONTACT:
+            return erp_map.erp_contact_to_contact(raw)
+        person = None
+        if raw.get("contact_id") is not None:
+            contact = await self.erp.get("contacts", str(raw["contact_id"]))
+            person = erp_map.erp_contact_person(contact) if contact else None
+        return erp_map.erp_activity_to_activity(raw, contact=person)
+
     # Outlook → ERP -------------------------------------------------------------------------------
 
     async def sync_mailbox(self, env: Envelope, received_at: float | None) -> None:
@@ -301,7 +302,7 @@ class Engine:
             if row is None:
                 return
             kind = Kind(row.kind)
-            erp_item = erp_to_item(kind, await self.erp.get(erp_collection(kind), row.erp_id))
+            erp_item = await self.erp_item(kind, await self.erp.get(erp_collection(kind), row.erp_id))
             decision = decisions.decide_outlook_change(
                 kind=kind,
                 item=None,
@@ -312,12 +313,14 @@ class Engine:
             )
             await self._apply_to_erp(ctx, kind, decision, None, raw, row, erp_item)
             return
+        # Delta pages carry no extended properties, linked resources or extensions: read the item
+        # whole (one GET per changed item, so the cost still grows with changes only, R30).
+        full = await ctx.mailbox.get(collection_kind, graph_id)
+        if full is None:
+            return
+        raw = {**raw, **full}
         if row is None:
             # Unknown id: an Outlook creation, or one of ours whose link was lost (R21).
-            full = await ctx.mailbox.get(collection_kind, graph_id)
-            if full is None:
-                return
-            raw = {**raw, **full}
             row = await self._relink(ctx, collection_kind, raw)
         try:
             item = graph_to_item(collection_kind, raw)
@@ -335,7 +338,7 @@ class Engine:
             return
         kind = kind_of_item(item)
         erp_raw = await self.erp.get(erp_collection(kind), row.erp_id) if row else None
-        erp_item = erp_to_item(kind, erp_raw)
+        erp_item = await self.erp_item(kind, erp_raw)
         decision = decisions.decide_outlook_change(
             kind=kind, item=item, link=to_domain_link(row), erp_item=erp_item, settings=ctx.settings, now=self.clock()
         )
@@ -350,7 +353,7 @@ class Engine:
         kind, erp_id = ref
         row = await self.state.link_by_erp_id(ctx.email, kind, erp_id)
         erp_raw = await self.erp.get(erp_collection(kind), erp_id)
-        erp_item = erp_to_item(kind, erp_raw)
+        erp_item = await self.erp_item(kind, erp_raw)
         if erp_item is None or erp_raw is None:
             return row
         # Re-found through the ERP id on the item: restore the link as of the ERP's state, so the
@@ -429,7 +432,7 @@ class Engine:
                     graph_id=None,
                 )
                 p_code, _, group = await self._resolve_partner_and_contact(ctx, new)
-                body = erp_map.contact_to_erp(new, representative=ctx.settings.code, partner_code=p_code, group=group)
+                body = erp_map.contact_to_erp(new, representative=ctx.code, partner_code=p_code, group=group)
                 created = await self.erp.create("contacts", body, key=f"{ctx.email}:contact-for:{person.email.lower()}")
                 contact_id = int(created["id"])
                 code = code or p_code
@@ -448,7 +451,13 @@ class Engine:
     ) -> None:
         graph_id = str(raw["id"])
         erp_id = row.erp_id if row else None
-        base = {"user": ctx.email, "kind": kind, "direction": OUTLOOK_TO_ERP, "graph_id": graph_id, "erp_id": erp_id}
+        base: dict[str, Any] = {
+            "user": ctx.email,
+            "kind": kind,
+            "direction": OUTLOOK_TO_ERP,
+            "graph_id": graph_id,
+            "erp_id": erp_id,
+        }
         action = decision.action
         with tracer.start_as_current_span(
             "apply to erp",
@@ -466,7 +475,11 @@ class Engine:
                     )
                 elif action is Action.NOOP:
                     if row is not None:
-                        await self._touch_link(row, change_key=raw.get("changeKey"))
+                        await self._touch_link(
+                            row,
+                            change_key=raw.get("changeKey"),
+                            fingerprint=decision.fingerprint if decision.relink else None,
+                        )
                 elif action is Action.UNLINK and row is not None:
                     await self.state.drop_link(
                         row, journal_entry(**base, outcome="unlinked", rule=decision.rule, reason=decision.reason)
@@ -480,17 +493,28 @@ class Engine:
                         journal_entry(**base, outcome="deleted", rule=decision.rule or "R20", reason=decision.reason),
                     )
                 elif action is Action.REMOVE_ASSIGNMENT and row is not None:
-                    await self.erp.remove_assignment(
-                        row.erp_id, ctx.settings.code, key=f"{ctx.email}:unassign:{row.erp_id}"
-                    )
+                    await self.erp.remove_assignment(row.erp_id, ctx.code, key=f"{ctx.email}:unassign:{row.erp_id}")
                     await self.state.drop_link(
                         row, journal_entry(**base, outcome="unassigned", rule="R20", reason=decision.reason)
                     )
                 elif action in (Action.CREATE, Action.UPDATE) and item is not None:
                     await self._write_erp(ctx, kind, decision, item, raw, row, erp_item, base)
+                elif action is Action.CONFLICT and row is not None and erp_item is None:
+                    # Deleted in the ERP, and the ERP won (R18, R19): the Outlook item goes too.
+                    await ctx.mailbox.delete(kind, row.graph_id)
+                    await self.state.drop_link(
+                        row,
+                        journal_entry(
+                            **base,
+                            outcome="conflict",
+                            rule=decision.rule or "R19",
+                            reason=decision.reason,
+                            details={"winner": "erp", "applied": "deleted in Outlook"},
+                        ),
+                    )
                 elif action is Action.CONFLICT and row is not None and erp_item is not None:
                     # The ERP side won (R18): Outlook gets the ERP's version back.
-                    body = item_to_graph(replace(erp_item, erp_id=row.erp_id))  # type: ignore[type-var]
+                    body = item_to_graph(merge.for_outlook(replace(erp_item, erp_id=row.erp_id), item))  # type: ignore[type-var, arg-type]
                     updated = await ctx.mailbox.update(kind, row.graph_id, body)
                     row.fingerprint = fingerprint(erp_item)
                     row.graph_change_key = updated.get("changeKey")
@@ -525,14 +549,16 @@ class Engine:
         base: dict[str, Any],
     ) -> None:
         graph_id = str(raw["id"])
+        item = merge.for_erp(item, erp_item)  # type: ignore[type-var, arg-type]
         partner_code, contact_id, group = await self._resolve_partner_and_contact(ctx, item)
+        creating = row is None
         if isinstance(item, Contact):
             body = erp_map.contact_to_erp(
-                item, representative=ctx.settings.code, partner_code=partner_code, group=group
+                item, representative=ctx.code, partner_code=partner_code, group=group, create=creating
             )
         else:
             body = erp_map.activity_to_erp(
-                item, representative=ctx.settings.code, contact_id=contact_id, partner_code=partner_code
+                item, representative=ctx.code, contact_id=contact_id, partner_code=partner_code, create=creating
             )
         collection = erp_collection(kind)
         fp = decision.fingerprint or fingerprint(item)
@@ -543,7 +569,8 @@ class Engine:
                 found = await self.erp.contacts_by_email(email)
                 if found:
                     existing = found[0]
-                    reps = sorted(set(existing.get("representatives") or []) | {ctx.settings.code})
+                    reps = sorted({str(r) for r in existing.get("representatives") or []} | {ctx.code})
+                    body.pop("origin", None)
                     result = await self.erp.update(
                         collection,
                         str(existing["id"]),
@@ -599,9 +626,16 @@ class Engine:
         )
         self._observe_latency(item, OUTLOOK_TO_ERP)
 
-    async def _touch_link(self, row: Link, *, change_key: str | None) -> None:
+    async def _touch_link(self, row: Link, *, change_key: str | None, fingerprint: str | None = None) -> None:
+        """Nothing to write: keep the link's view of the item current (R22 stays cheap next time)."""
+        changed = False
         if change_key and change_key != row.graph_change_key:
             row.graph_change_key = change_key
+            changed = True
+        if fingerprint and fingerprint != row.fingerprint:
+            row.fingerprint = fingerprint
+            changed = True
+        if changed:
             await self.state.save_link(row)
 
     def _observe_latency(self, item: Item, direction: str) -> None:
@@ -646,7 +680,7 @@ class Engine:
         force: bool = False,
         reassigned_from: str | None = None,
     ) -> None:
-        item = erp_to_item(kind, erp_raw)
+        item = await self.erp_item(kind, erp_raw)
         graph_raw = await ctx.mailbox.get(kind, row.graph_id) if row else None
         graph_item = graph_to_item(kind, graph_raw) if graph_raw else None
         decision = decisions.decide_erp_change(
@@ -661,9 +695,6 @@ class Engine:
             decision = replace(
                 decision, action=Action.UPDATE if graph_raw else Action.CREATE, reason="forced re-send (R24)"
             )
-        if row is not None and graph_raw is None and item is not None and decision.action is Action.NOOP:
-            # The mirror vanished from Outlook without a delta telling us yet: recreate it.
-            decision = replace(decision, action=Action.CREATE, reason="mirror missing in Outlook")
         base: dict[str, Any] = {
             "user": ctx.email,
             "kind": kind,
@@ -689,7 +720,7 @@ class Engine:
                 elif action is Action.NOOP:
                     pass
                 elif action is Action.UNLINK and row is not None:
-                    if reassigned_from == ctx.settings.code:
+                    if reassigned_from == ctx.code:
                         # R32: reassigned to another representative — the mirror moves to the new owner's mailbox.
                         await ctx.mailbox.delete(kind, row.graph_id)
                         await self.state.drop_link(
@@ -709,7 +740,15 @@ class Engine:
                         journal_entry(**base, outcome="deleted", rule=decision.rule or "R19", reason=decision.reason),
                     )
                 elif action in (Action.CREATE, Action.UPDATE) and item is not None and erp_raw is not None:
-                    await self._write_graph(ctx, kind, decision, item, erp_raw, row if graph_raw else None, row, base)
+                    await self._write_graph(
+                        ctx, kind, decision, item, erp_raw, row if graph_raw else None, row, base, graph_item
+                    )
+                elif action is Action.CONFLICT and row is not None and graph_item is None:
+                    # Removed in Outlook, and Outlook won (R18, R20): the removal reaches the ERP.
+                    removal = Action.REMOVE_ASSIGNMENT if kind is Kind.CONTACT else Action.DELETE
+                    await self._apply_to_erp(
+                        ctx, kind, replace(decision, action=removal), None, {"id": row.graph_id}, row, item
+                    )
                 elif action is Action.CONFLICT and row is not None and graph_item is not None and graph_raw is not None:
                     # Outlook won (R18): the ERP gets Outlook's version back.
                     await self._apply_to_erp(
@@ -750,9 +789,12 @@ class Engine:
         target: Link | None,
         old_row: Link | None,
         base: dict[str, Any],
+        graph_item: Item | None = None,
     ) -> None:
         erp_id = str(erp_raw["id"])
-        body = item_to_graph(replace(item, erp_id=erp_id))  # type: ignore[type-var]
+        current = graph_item if target is not None else None
+        merged = merge.for_outlook(replace(item, erp_id=erp_id), current)  # type: ignore[type-var, arg-type]
+        body = item_to_graph(merged, quiet=decision.quiet)
         graph_id = target.graph_id if target else None
         if graph_id is None:
             found = await ctx.mailbox.find_by_erp_ref(kind, erp_ref(kind, erp_id))
@@ -796,7 +838,7 @@ class Engine:
         count = 0
         if direction == ERP_TO_OUTLOOK:
             for collection in ("activities", "contacts"):
-                for raw in await self.erp.list_all(collection, representative=ctx.settings.code):
+                for raw in await self.erp.list_all(collection, representative=ctx.code):
                     kind = Kind.CONTACT if collection == "contacts" else kind_of_activity(raw["kind"])
                     if env.kind and collection_of(env.kind) != collection_of(kind):
                         continue

@@ -9,15 +9,22 @@ from typing import Any
 from shared.envelope import Kind, collection_of
 from shared.graph.client import GraphClient
 from shared.graph.errors import GraphNotFound
+from sync_core.domain.mapping.properties import (
+    CONTACT_PROPERTIES,
+    EVENT_PROPERTIES,
+    LINKED_APPLICATION,
+    TODO_EXTENSION,
+    expand_clause,
+)
+from sync_core.domain.mapping.properties import ERP_ID as ERP_ID_PROPERTY
+from sync_core.domain.mapping.properties import erp_ref as erp_ref
+from sync_core.domain.mapping.todo import split_todo_body
 
-NAMESPACE = "7d5e2c1a-3b4f-4c8e-9a6d-2f1e0b9c8d7a"
-ERP_ID_PROPERTY = f"String {{{NAMESPACE}}} Name ErpId"
-EXPAND_PROPERTIES = f"singleValueExtendedProperties($filter=id eq '{ERP_ID_PROPERTY}')"
-
-
-def erp_ref(kind: Kind, erp_id: str) -> str:
-    """The value stored on the Outlook item that names its ERP record (R21)."""
-    return f"{kind.value}:{erp_id}"
+EXPAND = {
+    "event": expand_clause(EVENT_PROPERTIES),
+    "contact": expand_clause(CONTACT_PROPERTIES),
+    "todo": f"linkedResources,extensions($filter=id eq '{TODO_EXTENSION}')",
+}
 
 
 def _iso(dt: datetime) -> str:
@@ -40,7 +47,7 @@ class Mailbox:
             default = next((x for x in items if x.get("wellknownListName") == "defaultList"), None)
             chosen = default or (items[0] if items else None)
             if chosen is None:
-                raise GraphNotFound(404, "ErrorItemNotFound", "the mailbox has no To Do list", None)
+                raise GraphNotFound("the mailbox has no To Do list", status=404, code="ErrorItemNotFound")
             self.todo_list_id = str(chosen["id"])
         return self.todo_list_id
 
@@ -70,7 +77,7 @@ class Mailbox:
     async def get(self, kind: Kind, item_id: str) -> dict[str, Any] | None:
         """The item with our extended property (or linked resources), None when it is gone."""
         path = f"{await self.collection_path(kind)}/{item_id}"
-        params = {"$expand": EXPAND_PROPERTIES if collection_of(kind) != "todo" else "linkedResources"}
+        params = {"$expand": EXPAND[collection_of(kind)]}
         try:
             return await self.graph.get_json(path, params=params, mailbox=self.email)  # type: ignore[no-any-return]
         except GraphNotFound:
@@ -83,17 +90,45 @@ class Mailbox:
         path = await self.collection_path(kind)
         flt = f"singleValueExtendedProperties/Any(ep: ep/id eq '{ERP_ID_PROPERTY}' and ep/value eq '{ref}')"
         page = await self.graph.get_json(
-            path, params={"$filter": flt, "$expand": EXPAND_PROPERTIES, "$top": "2"}, mailbox=self.email
+            path, params={"$filter": flt, "$expand": EXPAND[collection_of(kind)], "$top": "2"}, mailbox=self.email
         )
         items = page.get("value", [])
         return items[0] if items else None
 
     async def create(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.graph.post_json(await self.collection_path(kind), json=body, mailbox=self.email)  # type: ignore[no-any-return]
+        path = await self.collection_path(kind)
+        if collection_of(kind) != "todo":
+            return await self.graph.post_json(path, json=body, mailbox=self.email)
+        props, links, extensions = split_todo_body(body)
+        # A new task takes its linked resources inline; open extensions go through their own collection.
+        created = await self.graph.post_json(path, json={**props, "linkedResources": links}, mailbox=self.email)
+        for ext in extensions:
+            await self.graph.post_json(f"{path}/{created['id']}/extensions", json=ext, mailbox=self.email)
+        return created
 
     async def update(self, kind: Kind, item_id: str, body: dict[str, Any]) -> dict[str, Any]:
         path = f"{await self.collection_path(kind)}/{item_id}"
-        return await self.graph.patch_json(path, json=body, mailbox=self.email)  # type: ignore[no-any-return]
+        if collection_of(kind) != "todo":
+            return await self.graph.patch_json(path, json=body, mailbox=self.email)
+        props, links, extensions = split_todo_body(body)
+        updated = await self.graph.patch_json(path, json=props, mailbox=self.email)
+        # To Do updates its linked resources and extensions one by one, not inline.
+        current = await self.graph.get_json(path, params={"$expand": EXPAND["todo"]}, mailbox=self.email)
+        existing = {r.get("applicationName"): r for r in current.get("linkedResources") or []}
+        for link in links:
+            old = existing.get(link.get("applicationName"))
+            if old is None:
+                await self.graph.post_json(f"{path}/linkedResources", json=link, mailbox=self.email)
+            elif any(old.get(k) != v for k, v in link.items() if not k.startswith("@")):
+                await self.graph.patch_json(f"{path}/linkedResources/{old['id']}", json=link, mailbox=self.email)
+        have = {e.get("extensionName") or e.get("id") for e in current.get("extensions") or []}
+        for ext in extensions:
+            name = ext.get("extensionName")
+            if name in have:
+                await self.graph.patch_json(f"{path}/extensions/{name}", json=ext, mailbox=self.email)
+            else:
+                await self.graph.post_json(f"{path}/extensions", json=ext, mailbox=self.email)
+        return updated
 
     async def delete(self, kind: Kind, item_id: str) -> None:
         try:
@@ -108,7 +143,12 @@ class Mailbox:
             # To Do keeps it in a linked resource, created through its own collection.
             await self.graph.post_json(
                 f"{path}/linkedResources",
-                json={"applicationName": "ERP", "externalId": ref, "displayName": display_name or ref, "webUrl": None},
+                json={
+                    "applicationName": LINKED_APPLICATION,
+                    "externalId": ref,
+                    "displayName": display_name or ref,
+                    "webUrl": None,
+                },
                 mailbox=self.email,
             )
             task = await self.graph.get_json(path, mailbox=self.email)

@@ -15,8 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal.windows_tz import tz_win, win_tz
 
+from .errors import MappingError
 
-class UnknownTimeZone(ValueError):
+
+class UnknownTimeZone(MappingError):
     """A time-zone name that is neither a Windows nor an IANA name."""
 
 
@@ -55,7 +57,7 @@ def parse_date_time(value: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"not a Graph dateTime: {value!r}") from exc
+        raise MappingError(f"not a Graph dateTime: {value!r}") from exc
 
 
 def to_utc(date_time: str, time_zone: str | None) -> datetime:
@@ -74,7 +76,7 @@ def format_date_time(local: datetime) -> str:
 def from_utc(dt: datetime, time_zone: str = "UTC") -> dict[str, str]:
     """A `dateTimeTimeZone` value for an aware datetime, shown in `time_zone` (Windows or IANA)."""
     if dt.tzinfo is None:
-        raise ValueError("from_utc needs an aware datetime")
+        raise MappingError("from_utc needs an aware datetime")
     return {"dateTime": format_date_time(dt.astimezone(zone(time_zone))), "timeZone": time_zone}
 
 

@@ -1,0 +1,12 @@
+"""The ERP REST API, `/api/v1`, every route behind the bearer token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from erp_connector.api import activities, contacts, groups, partners, representatives
+from erp_connector.api.deps import require_token
+
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+for module in (representatives, partners, groups, contacts, activities):
+    api_router.include_router(module.router)

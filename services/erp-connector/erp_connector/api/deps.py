@@ -1,0 +1,79 @@
+"""Dependencies of the REST API: the unit of work, the bearer token, and how a write was asked for."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from erp_connector.models import Origin
+from erp_connector.settings import ErpConnectorSettings
+from erp_connector.unit_of_work import UnitOfWork, WriteRequest, fingerprint
+
+_bearer = HTTPBearer(auto_error=False, description="ERP_API_TOKEN")
+
+
+def get_settings(request: Request) -> ErpConnectorSettings:
+    settings: ErpConnectorSettings = request.app.state.settings
+    return settings
+
+
+def get_uow(request: Request) -> UnitOfWork:
+    uow: UnitOfWork = request.app.state.uow
+    return uow
+
+
+SettingsDep = Annotated[ErpConnectorSettings, Depends(get_settings)]
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def require_token(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Refuse a request without the API bearer token (compared in constant time)."""
+    expected = settings.erp_api_token.get_secret_value().encode()
+    given = (credentials.credentials if credentials else "").encode()
+    if not credentials or not hmac.compare_digest(given, expected):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail={"code": "unauthorized", "message": "a valid bearer token (ERP_API_TOKEN) is required"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _version(if_match: str | None) -> int | None:
+    """`If-Match` as a version number: `3`, `"3"` and `W/"3"` all name version 3; `*` names any."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail={"code": "bad_if_match", "message": f"If-Match must be a version number, not {if_match[:40]!r}"},
+        )
+    return int(value)
+
+
+async def write_request(
+    request: Request,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="A retry with the same key returns the first result")
+    ] = None,
+    if_match: Annotated[str | None, Header(description="The version the write expects; stale → 412")] = None,
+    x_change_origin: Annotated[Origin | None, Header(description="`outlook` for a write made by sync-core")] = None,
+) -> WriteRequest:
+    body = await request.body()
+    origin = x_change_origin or Origin.ERP
+    return WriteRequest(
+        idempotency_key=idempotency_key or None,
+        fingerprint=fingerprint(request.method, request.url.path, body, if_match or "", origin.value),
+        expected_version=_version(if_match),
+        origin=origin,
+    )
+
+
+WriteDep = Annotated[WriteRequest, Depends(write_request)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size, at most 1000")]
+Offset = Annotated[int, Query(ge=0)]

@@ -1,0 +1,203 @@
+"""Transactional outbox: changes are written with the data, then relayed to the bus.
+
+`record` adds a row in the caller's transaction, so a change and its event commit together or not
+at all. `OutboxRelay` publishes unsent rows in id order with publisher confirms and only then
+marks them sent: a broker outage only delays them, and a crash between the confirm and the mark
+publishes the row again with the same message id, which consumers drop (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from sqlalchemy import delete, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from erp_connector.database import Database
+from erp_connector.models import IdempotencyRecord, OutboxMessage, WebhookSeen, utcnow
+from erp_connector.settings import ErpConnectorSettings
+from shared.bus import Bus
+from shared.envelope import Envelope, Kind, MessageType
+from shared.errors import BrokerUnavailable
+from shared.telemetry import meter
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("erp_connector.outbox")
+_meter = meter("erp_connector.outbox")
+relayed = _meter.create_counter("erp_outbox_relayed", description="Outbox rows published to the bus")
+relay_failures = _meter.create_counter("erp_outbox_relay_failures", description="Outbox publishes that failed")
+
+
+def record(
+    session: AsyncSession,
+    *,
+    type: MessageType,
+    user: str,
+    kind: Kind | None,
+    payload: dict[str, Any],
+) -> OutboxMessage:
+    """Append one message to the outbox in the session's transaction, with the current trace context."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    row = OutboxMessage(
+        message_id=str(uuid.uuid4()),
+        type=type.value,
+        kind=kind.value if kind else None,
+        user=user.lower(),
+        payload=payload,
+        traceparent=carrier.get("traceparent"),
+        tracestate=carrier.get("tracestate"),
+    )
+    session.add(row)
+    return row
+
+
+def envelope_of(row: OutboxMessage, tenant: str) -> Envelope:
+    """The envelope of an outbox row; its id is the row's `message_id`, identical on every re-publish."""
+    return Envelope(
+        id=uuid.UUID(row.message_id),
+        type=MessageType(row.type),
+        tenant=tenant,
+        user=row.user,
+        kind=Kind(row.kind) if row.kind else None,
+        occurred_at=row.occurred_at,
+        payload=row.payload,
+    )
+
+
+class OutboxRelay:
+    """Publishes the outbox to the bus: woken after each write, and every `interval` anyway."""
+
+    def __init__(self, db: Database, bus: Bus, settings: ErpConnectorSettings) -> None:
+        self.db = db
+        self.bus = bus
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._last_prune = 0.0
+        self._broker_was_down = False
+        # Set once the bus has connected and declared the topology (see `app.connect_bus`).
+        self.broker_ready = False
+
+    def wake(self) -> None:
+        """Ask for a relay round now (called after a write commits)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until stopped; errors are logged and retried, never fatal."""
+        interval = self.settings.erp_outbox_relay_interval_s
+        while not self._stopping:
+            try:
+                while await self.publish_pending() >= self.settings.erp_outbox_batch_size:
+                    pass  # a full batch: there may be more right away
+                await self._prune_now_and_then()
+            except Exception:
+                log.exception("outbox relay round failed; retrying in %.1fs", interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unsent rows in order; returns how many were published."""
+        if not (self.broker_ready and self.bus.connected):
+            return 0
+        if self.db.sqlite:
+            # SQLite: read, publish, then mark in a short write transaction, so API writes are
+            # not blocked behind the broker's confirms.
+            async with self.db.read() as session:
+                rows = await self._unsent(session, lock=False)
+            sent, failed = await self._publish(rows)
+            if sent or failed:
+                async with self.db.write() as session:
+                    await self._mark(session, sent, failed)
+            return len(sent)
+        # PostgreSQL: rows locked with SKIP LOCKED, so replicas relay disjoint batches.
+        async with self.db.sessions() as session, session.begin():
+            rows = await self._unsent(session, lock=True)
+            sent, failed = await self._publish(rows)
+            await self._mark(session, sent, failed)
+        return len(sent)
+
+    async def _unsent(self, session: AsyncSession, *, lock: bool) -> list[OutboxMessage]:
+        query = (
+            select(OutboxMessage)
+            .where(col(OutboxMessage.sent_at).is_(None))
+            .order_by(col(OutboxMessage.id))
+            .limit(self.settings.erp_outbox_batch_size)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return list((await session.exec(query)).all())
+
+    async def _publish(self, rows: list[OutboxMessage]) -> tuple[list[int], tuple[int, str] | None]:
+        """Publish in id order and stop at the first failure, so one user's changes keep their order."""
+        sent: list[int] = []
+        for row in rows:
+            assert row.id is not None
+            # Continue the trace of the write that created the row: one trace runs from the ERP
+            # write through the broker to sync-core.
+            parent = propagate.extract({"traceparent": row.traceparent or "", "tracestate": row.tracestate or ""})
+            with _tracer.start_as_current_span(
+                "erp outbox relay",
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                attributes={"messaging.message.id": row.message_id, "erp.outbox.id": row.id},
+            ) as span:
+                try:
+                    await self.bus.publish(envelope_of(row, self.settings.tenant))
+                except BrokerUnavailable as exc:
+                    span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+                    relay_failures.add(1)
+                    if not self._broker_was_down:
+                        log.warning("outbox relay paused: broker unavailable; %d row(s) wait", len(rows) - len(sent))
+                    self._broker_was_down = True
+                    return sent, (row.id, str(exc)[:500])
+            sent.append(row.id)
+            relayed.add(1, {"type": row.type})
+        if self._broker_was_down and sent:
+            log.info("outbox relay resumed")
+            self._broker_was_down = False
+        return sent, None
+
+    async def _mark(self, session: AsyncSession, sent: list[int], failed: tuple[int, str] | None) -> None:
+        if sent:
+            await session.exec(  # type: ignore[call-overload]
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id).in_(sent))
+                .values(sent_at=utcnow(), attempts=OutboxMessage.attempts + 1)  # type: ignore[operator]
+            )
+        if failed:
+            row_id, error = failed
+            await session.exec(  # type: ignore[call-overload]
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row_id)
+                .values(attempts=OutboxMessage.attempts + 1, last_error=error)  # type: ignore[operator]
+            )
+
+    async def _prune_now_and_then(self) -> None:
+        """Forget sent rows, idempotency records and seen webhook ids past the retention period."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_prune < 600:
+            return
+        self._last_prune = loop.time()
+        cutoff = utcnow() - timedelta(hours=self.settings.erp_retention_hours)
+        async with self.db.write() as session:
+            await session.exec(  # type: ignore[call-overload]
+                delete(OutboxMessage).where(
+                    col(OutboxMessage.sent_at).is_not(None), col(OutboxMessage.sent_at) < cutoff
+                )
+            )
+            await session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff))  # type: ignore[call-overload]
+            await session.exec(delete(WebhookSeen).where(col(WebhookSeen.received_at) < cutoff))  # type: ignore[call-overload]

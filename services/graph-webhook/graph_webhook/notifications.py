@@ -1,0 +1,187 @@
+"""`POST /notifications`: Graph's validation handshake, then change notifications in, bus messages out.
+
+Graph's rules (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks):
+- a request with `?validationToken=…` is answered 200, `text/plain`, with the URL-decoded token,
+  before anything else (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#notificationurl-validation);
+- a notification counts only when its subscription is ours and its `clientState` is that
+  subscription's secret;
+- answer 2xx within 3 s, and only once the notification is stored: here, once the broker confirmed
+  every message; otherwise 503 so that Graph redelivers.
+
+Nothing here calls Graph, and nothing writes to the database per notification.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from graph_webhook.cache import KnownSubscription, SubscriptionCache
+from graph_webhook.messages import graph_changed, journal_line
+from graph_webhook.models import utcnow
+from graph_webhook.payloads import Notification, PayloadError, parse_collection, read_body
+from graph_webhook.settings import GraphWebhookSettings
+from shared.envelope import Envelope
+from shared.errors import BrokerUnavailable
+from shared.telemetry import meter
+
+if TYPE_CHECKING:
+    from graph_webhook.lifecycle import LifecycleHandler
+    from graph_webhook.subscriptions import Publisher
+
+log = logging.getLogger(__name__)
+_meter = meter("graph_webhook.notifications")
+received = _meter.create_counter(
+    "webhook_notifications", description="Notifications received, by outcome (published or why discarded)"
+)
+refused_posts = _meter.create_counter("webhook_posts_refused", description="Notification POSTs refused, by status")
+
+CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
+MAX_VALIDATION_TOKEN = 8192
+router = APIRouter()
+
+
+def handshake(token: str) -> Response:
+    """Echo the decoded validation token as inert plain text."""
+    if not token or len(token) > MAX_VALIDATION_TOKEN:
+        return JSONResponse({"error": "invalid validationToken"}, status_code=400)
+    return Response(
+        content=token,
+        status_code=200,
+        media_type="text/plain",
+        headers={
+            # Served as text whatever it contains: a browser must not sniff markup in it and run it.
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@dataclass
+class Sorted:
+    """A POST's notifications after validation: what to publish, lifecycle events to act on."""
+
+    envelopes: list[Envelope] = field(default_factory=list)
+    accepted: list[KnownSubscription] = field(default_factory=list)
+    lifecycle: list[tuple[Notification, KnownSubscription]] = field(default_factory=list)
+    # Outcomes counted per POST and added to the metric once each: cheaper than once per notification.
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+class NotificationIntake:
+    """Validates notifications against the cached subscriptions and publishes the valid ones."""
+
+    def __init__(
+        self,
+        settings: GraphWebhookSettings,
+        cache: SubscriptionCache,
+        publisher: Publisher,
+        lifecycle: LifecycleHandler | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.publisher = publisher
+        self.lifecycle = lifecycle
+        self.tenant_id = settings.graph_tenant_id.lower()
+
+    async def accept(self, notifications: list[Notification]) -> None:
+        """Publish every valid notification with confirms; raises `BrokerUnavailable` if one isn't confirmed."""
+        batch = Sorted()
+        for n in notifications:
+            await self._sort(n, batch)
+        for outcome, count in batch.outcomes.items():
+            received.add(count, {"outcome": outcome})
+        if batch.lifecycle and self.lifecycle is not None:
+            batch.envelopes.extend(await self.lifecycle.handle(batch.lifecycle))
+        if batch.envelopes:
+            await self.publisher.publish_many(batch.envelopes, timeout=self.settings.publish_timeout_s)
+        now = utcnow()
+        for sub in batch.accepted:
+            self.cache.touch(sub.id, now)
+
+    async def _sort(self, n: Notification, batch: Sorted) -> None:
+        sub = await self.cache.get(n.subscription_id)
+        if sub is None:
+            self._discard("unknown_subscription", n, batch)
+            return
+        # Constant-time: the secret must not leak through response timing.
+        if n.client_state is None or not hmac.compare_digest(n.client_state.encode(), sub.client_state.encode()):
+            self._discard("client_state_mismatch", n, batch)
+            return
+        if n.tenant_id and n.tenant_id.lower() != self.tenant_id:
+            self._discard("foreign_tenant", n, batch)
+            return
+        if n.lifecycle_event is not None:
+            batch.lifecycle.append((n, sub))
+            return
+        if self.cache.is_blocked(sub.user_email):
+            batch.outcomes["user_disabled"] += 1
+            batch.envelopes.append(
+                journal_line(
+                    tenant=self.settings.tenant,
+                    user_email=sub.user_email,
+                    kind=sub.kind,
+                    outcome="skipped",
+                    rule="R16",
+                    reason="Outlook change ignored: the user is not enabled for sync (or unknown to the ERP)",
+                    graph_id=n.resource_id,
+                )
+            )
+            return
+        if n.change_type not in CHANGE_TYPES:
+            self._discard("unsupported_change_type", n, batch)
+            return
+        batch.outcomes["published"] += 1
+        batch.accepted.append(sub)
+        batch.envelopes.append(
+            graph_changed(
+                tenant=self.settings.tenant,
+                user_email=sub.user_email,
+                kind=sub.kind,
+                graph_user_id=sub.graph_user_id,
+                subscription_id=sub.id,
+                change_type=n.change_type,
+                resource=n.resource,
+                resource_id=n.resource_id,
+                list_id=sub.list_id,
+            )
+        )
+
+    def _discard(self, reason: str, n: Notification, batch: Sorted) -> None:
+        batch.outcomes[reason] += 1
+        # Never the payload nor the clientState: only which subscription it claimed to be for.
+        log.warning("notification discarded: %s", reason, extra={"subscription_id": n.subscription_id[:100]})
+
+
+async def receive(request: Request) -> Response:
+    """Shared by /notifications and /lifecycle: handshake, size and schema checks, intake."""
+    token = request.query_params.get("validationToken")
+    if token is not None:
+        return handshake(token)
+    state = request.app.state.webhook
+    try:
+        body = await read_body(request, state.settings.notification_max_body_bytes)
+        notifications = parse_collection(body)
+    except PayloadError as exc:
+        refused_posts.add(1, {"status": str(exc.status)})
+        return JSONResponse({"error": exc.reason}, status_code=exc.status)
+    try:
+        await state.intake.accept(notifications)
+    except BrokerUnavailable as exc:
+        refused_posts.add(1, {"status": "503"})
+        log.warning("notifications not acknowledged, Graph will redeliver: %s", exc)
+        return JSONResponse({"error": "broker unavailable; retry later"}, status_code=503, headers={"Retry-After": "5"})
+    return Response(status_code=202)
+
+
+@router.post("/notifications", status_code=202)
+async def notifications(request: Request) -> Response:
+    """Graph's change notifications (and its validation handshake)."""
+    return await receive(request)

@@ -1,0 +1,1 @@
+"""Mapping between Graph / ERP JSON and the canonical model (R01–R04)."""

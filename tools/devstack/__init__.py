@@ -1,0 +1,1 @@
+"""`make run`: the whole system on its defaults, with a short visible demo."""
