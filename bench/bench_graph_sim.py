@@ -10,6 +10,7 @@ Prints the figure; the last stdout line is JSON: {"gets_per_second": ..., ...}. 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
 import os
@@ -37,7 +38,11 @@ def _tls(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-def _client(url: str, token: str, ca: str, seconds: float, start_at: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _client(url: str, token: str, ca: str, seconds: float, start_at: float, concurrency: int,
+            out: mp.Queue) -> None:  # type: ignore[type-arg]
+    if concurrency > 1:
+        out.put(asyncio.run(_async_client(url, token, ca, seconds, start_at, concurrency)))
+        return
     tls = ssl.create_default_context(cafile=ca)
     with httpx.Client(verify=tls, trust_env=False, headers={"Authorization": f"Bearer {token}"}) as c:
         c.get(url).raise_for_status()  # warm the connection (TLS handshake) before timing
@@ -56,10 +61,33 @@ def _client(url: str, token: str, ca: str, seconds: float, start_at: float, out:
         out.put((n, errors))
 
 
+async def _async_client(url: str, token: str, ca: str, seconds: float, start_at: float,
+                        concurrency: int) -> tuple[int, int]:
+    """`concurrency` keep-alive connections from one process, so client and server work overlap."""
+    tls = ssl.create_default_context(cafile=ca)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(verify=tls, trust_env=False, limits=limits,
+                                 headers={"Authorization": f"Bearer {token}"}) as c:
+        await asyncio.gather(*[c.get(url) for _ in range(concurrency)])  # open the connections
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        deadline = start_at + seconds
+        counts = [0, 0]
+
+        async def worker() -> None:
+            request = c.build_request("GET", url)
+            while time.time() < deadline:
+                r = await c.send(request)
+                counts[0 if r.status_code == 200 else 1] += 1
+
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        return counts[0], counts[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=1, help="client processes")
+    parser.add_argument("--concurrency", type=int, default=1, help="connections per client process")
     args = parser.parse_args()
 
     port = _free_port()
@@ -93,7 +121,8 @@ def main() -> None:
         url = f"{root}/v1.0/users/{user['id']}/events/{event['id']}"
         out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
         start_at = time.time() + 1.0
-        procs = [mp.Process(target=_client, args=(url, token, str(ca), args.seconds, start_at, out))
+        work = (url, token, str(ca), args.seconds, start_at, args.concurrency, out)
+        procs = [mp.Process(target=_client, args=work)
                  for _ in range(args.clients)]
         server_proc = psutil.Process(server.pid)
         for p in procs:
@@ -113,12 +142,14 @@ def main() -> None:
     cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     cpu_us = cpu / max(total + errors, 1) * 1e6
     print(f"graph simulator: {rate:,.0f} GETs/s over keep-alive TLS "
-          f"({args.clients} client processes, {args.seconds:.0f} s, {errors} errors; goal >= {GOAL:,}/s)")
+          f"({args.clients} client process(es) x {args.concurrency} connection(s), {args.seconds:.0f} s, "
+          f"{errors} errors; goal >= {GOAL:,}/s)")
     print(f"server CPU per request: {cpu_us:,.0f} us, i.e. one core could serve ~{1e6 / cpu_us:,.0f} GETs/s "
           f"(load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; the clients share them)")
     print(json.dumps({"gets_per_second": round(rate, 1), "requests": total, "errors": errors,
-                      "clients": args.clients, "seconds": args.seconds, "server_cpu_us_per_request": round(cpu_us),
-                      "goal": GOAL, "ok": rate >= GOAL}))
+                      "clients": args.clients, "connections_per_client": args.concurrency,
+                      "seconds": args.seconds, "server_cpu_us_per_request": round(cpu_us),
+                      "load_average": round(os.getloadavg()[0], 2), "goal": GOAL, "ok": rate >= GOAL}))
 
 
 if __name__ == "__main__":

@@ -32,12 +32,18 @@ class Auth:
     """Registered apps, token issuing and access-token validation."""
 
     def __init__(self, config: SimConfig) -> None:
+        self.config = config
         self.apps: dict[str, RegisteredApp] = {a.client_id: a.model_copy() for a in config.apps()}
         self.tenants = {a.tenant_id for a in self.apps.values()}
         self.lifetime = config.token_lifetime_seconds
         self.key = secrets.token_bytes(32)
         self._valid: dict[str, dict[str, Any]] = {}
         self.revoked_apps: set[str] = set()
+
+    def reset(self) -> None:
+        """Registered apps as configured again; issued tokens stay valid (same signing key)."""
+        self.apps = {a.client_id: a.model_copy() for a in self.config.apps()}
+        self.revoked_apps.clear()
 
     def issue(self, tenant: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """Answer a /oauth2/v2.0/token request: (status, JSON body)."""

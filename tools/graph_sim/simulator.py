@@ -37,6 +37,7 @@ class Simulator:
     def reset(self) -> None:
         """Forget users, items, subscriptions, faults, stats; keep registered apps and routes."""
         self.clock.reset()
+        self.auth.reset()
         self.store = Store(self.clock)
         self.store.listeners.append(self.subscriptions.on_change)
         self.subscriptions.reset()

@@ -85,6 +85,8 @@ def _create(ca_file: Path, cert_file: Path, key_file: Path) -> None:
         .not_valid_before(now).not_valid_after(now + dt.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName([
             x509.DNSName("localhost"),
+            # The simulator's service name in docker-compose.yml.
+            x509.DNSName("graph-sim"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("::1")),
         ]), critical=False)
