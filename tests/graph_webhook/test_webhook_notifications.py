@@ -21,6 +21,7 @@ from graph_webhook.app import WebhookState, create_app
 from graph_webhook.directory import Representative
 from graph_webhook.models import Subscription, utcnow
 from graph_webhook.settings import GraphWebhookSettings
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from support.servers import serve
@@ -276,3 +277,23 @@ async def test_last_notification_times_are_written_in_batches_not_per_notificati
         after = await stored()
     assert set(before.values()) == {None}
     assert after["sub-ann-ev"] is not None and after["sub-bob-td"] is not None and after["sub-ann-co"] is None
+
+
+async def test_the_service_starts_with_the_broker_down_and_readyz_names_it(settings: GraphWebhookSettings) -> None:
+    """Graph's handshake still works (a subscription can be created); notifications get 503 (Graph redelivers)."""
+    down = settings.model_copy(update={"amqp_url": SecretStr("amqp://guest:guest@127.0.0.1:1/")})
+    app = create_app(down, directory=NoUsers())
+    async with serve(app, port=down.webhook_port) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        state: WebhookState = app.state.webhook
+        async with AsyncSession(state.engine) as session:
+            session.add_all(_rows())
+            await session.commit()
+        await state.cache.load()
+        ready = await http.get("/readyz")
+        handshake = await http.post("/notifications?validationToken=abc")
+        note = await http.post("/notifications", json={"value": [_change("sub-ann-ev", "secret-ann-ev")]})
+    assert ready.status_code == 503
+    assert ready.json()["failing"] == ["broker"] and ready.json()["checks"]["database"] == "ok"
+    assert "Connection" in ready.json()["checks"]["broker"] or "failing" in ready.json()["checks"]["broker"]
+    assert handshake.status_code == 200 and handshake.text == "abc"
+    assert note.status_code == 503

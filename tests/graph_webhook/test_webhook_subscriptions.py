@@ -46,9 +46,10 @@ class SimClockGraph(GraphClient):
 
 
 def _time(value: str) -> datetime:
-    return datetime.fromisoformat(
-        value.replace("Z", "+00:00")[:26] + "+00:00" if "." in value else value.replace("Z", "+00:00")
-    )
+    """A Graph timestamp (`…T04:36:55.1234567Z`, seven fractional digits) as an aware datetime."""
+    head, _, fraction = value.rstrip("Z").partition(".")
+    micro = int((fraction + "000000")[:6]) if fraction else 0
+    return datetime.fromisoformat(head).replace(tzinfo=UTC, microsecond=micro)
 
 
 @asynccontextmanager
@@ -207,3 +208,37 @@ async def test_switching_a_user_off_deletes_the_subscriptions_not_the_items_R32(
         assert state.cache.is_blocked(ANN) or all(s.user_email != ANN for s in state.cache._by_id.values())
     assert len(_subs(sim, world["users"][BOB]["id"])) == 1
     assert [e["data"]["subject"] for e in sim.items(ann["id"], "events")] == ["Kick-off"]
+
+
+async def test_a_subscription_gone_at_renewal_is_recreated_and_the_gap_resynced(
+    world: dict[str, Any], sim: WebhookSim, collector: Collector
+) -> None:
+    settings: GraphWebhookSettings = world["settings"]
+    bob = world["users"][BOB]
+    async with SimClockGraph(settings) as graph, running(settings, graph=graph):
+        await collector.wait(MessageType.GRAPH_RESYNC, 4)
+        lost = _subs(sim, bob["id"])["contact"]
+        await graph.delete(f"/subscriptions/{lost['id']}")  # removed without telling us
+        graph.offset_s = sim.advance_clock(3200 * 60)
+        resyncs = await collector.wait(MessageType.GRAPH_RESYNC, 5)
+        assert (resyncs[-1].user, resyncs[-1].kind, resyncs[-1].payload["reason"]) == (
+            BOB,
+            Kind.CONTACT,
+            "subscriptionRemoved",
+        )
+        replacement = _subs(sim, bob["id"])["contact"]
+    assert replacement["id"] != lost["id"]
+
+
+async def test_a_representative_without_a_mailbox_is_reported_in_the_journal_R35(
+    world: dict[str, Any], sim: WebhookSim, erp: Erp, collector: Collector
+) -> None:
+    """The ERP enables eve, but Graph has no such mailbox: each failed subscription is a journal line."""
+    await erp.add_representative("EVE", "eve@contoso.example", sync_meetings=False, sync_tasks=False, sync_calls=False)
+    async with running(world["settings"]):
+        await collector.wait(MessageType.GRAPH_RESYNC, 4)
+        [line] = await collector.wait(MessageType.JOURNAL_LINE, 1)
+    assert line.user == "eve@contoso.example" and line.kind == Kind.CONTACT
+    assert line.payload["outcome"] == "failed" and line.payload["rule"] == "R35"
+    assert "eve@contoso.example" in line.payload["reason"] or "ErrorInvalidUser" in line.payload["reason"]
+    assert len(sim.subscriptions()) == 4, "the other users are not held up"

@@ -10,8 +10,12 @@ from graph_webhook.settings import get_settings
 
 def main() -> None:
     settings = get_settings()
+    # Several workers need an import string: each process builds its own app.
+    app: object = "graph_webhook.app:create_app" if settings.webhook_workers > 1 else create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,  # type: ignore[arg-type]
+        factory=settings.webhook_workers > 1,
+        workers=settings.webhook_workers,
         host=settings.webhook_host,
         port=settings.webhook_port,
         log_level=settings.log_level.lower(),

@@ -32,7 +32,7 @@ from shared.graph import GraphClient
 from shared.health import health_router
 from shared.logs import setup_logging
 from shared.migrations import upgrade
-from shared.telemetry import setup_telemetry
+from shared.telemetry import instrument_app, setup_telemetry
 
 log = logging.getLogger(__name__)
 SERVICE = "graph-webhook"
@@ -121,7 +121,7 @@ def create_app(
     # Here, not in the lifespan: instrumenting adds middleware, which Starlette refuses once started.
     setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
     app = FastAPI(title="graph-webhook", lifespan=lifespan)
-    _instrument(app)
+    instrument_app(app)
     app.include_router(notifications.router)
     app.include_router(lifecycle.router)
 
@@ -144,23 +144,6 @@ def create_app(
     return app
 
 
-def _instrument(app: FastAPI) -> None:
-    """Trace requests and serve `/metrics`, like `shared.telemetry.instrument_app`, minus its per-message spans.
-
-    The ASGI instrumentation adds a span for every `receive` and `send` of a request by default: on the
-    notification path, which must stay fast, those tripled the spans per request and bought nothing.
-    """
-    from fastapi import Response
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
 async def _connect_bus(state: WebhookState) -> None:
     """Connect to the broker, retrying until it answers; then consume `user.changed`."""
     settings = state.settings
@@ -176,6 +159,8 @@ async def _connect_bus(state: WebhookState) -> None:
     if state.manager is not None:
         queue = f"{settings.amqp_prefix}graph-webhook.control"
         await state.bus.consume(queue, state.manager.on_user_changed)
+        # Resyncs (and failure reports) held back while the broker was away go out now.
+        state.manager.wake(full=True)
     log.info("broker connected")
 
 

@@ -3,8 +3,9 @@
 A notification is checked against this cache, never against the database row by row: the cache is
 loaded at start, updated by the subscription manager when it changes a subscription, reloaded
 periodically (other replicas may have changed subscriptions), and asked of the database only for
-an id it doesn't know (at most once per id every `miss_ttl_s`, so a flood of foreign ids can't
-turn into a flood of queries). Last-notification times are gathered here and written in batches.
+an id it doesn't know (at most once per id every `miss_ttl_s`, and at most `lookups_per_s` a second,
+so a flood of forged ids can't turn into a flood of queries). Last-notification times are gathered
+here and written in batches.
 """
 
 from __future__ import annotations
@@ -43,9 +44,13 @@ class KnownSubscription:
 class SubscriptionCache:
     """Subscriptions by id, users whose notifications must be refused, pending last-notification times."""
 
-    def __init__(self, engine: AsyncEngine, *, miss_ttl_s: float = 10.0) -> None:
+    def __init__(self, engine: AsyncEngine, *, miss_ttl_s: float = 10.0, lookups_per_s: int = 20) -> None:
         self.sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         self.miss_ttl_s = miss_ttl_s
+        # Database look-ups for unknown ids, per second: forged ids can't turn into a query flood.
+        self.lookups_per_s = lookups_per_s
+        self._tokens = float(lookups_per_s)
+        self._refilled = time.monotonic()
         self._by_id: dict[str, KnownSubscription] = {}
         self._misses: dict[str, float] = {}
         self._blocked: set[str] = set()
@@ -80,6 +85,11 @@ class SubscriptionCache:
         now = time.monotonic()
         if self._misses.get(subscription_id, 0.0) > now:
             return None
+        self._tokens = min(float(self.lookups_per_s), self._tokens + (now - self._refilled) * self.lookups_per_s)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return None
+        self._tokens -= 1.0
         async with self.sessions() as session:
             row = await session.get(Subscription, subscription_id)
         if row is None:

@@ -26,6 +26,9 @@ class GraphWebhookSettings(CommonSettings, GraphSettings):
     webhook_public_url: str = "http://127.0.0.1:8001"
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8001
+    # Processes serving notifications; each has its own broker connection and subscription cache,
+    # and the database lease keeps their subscription managers from overlapping.
+    webhook_workers: int = 1
     erp_connector_url: str = "http://127.0.0.1:8002"
     erp_api_token: SecretStr = SecretStr(DEMO_ERP_API_TOKEN)
     erp_timeout_s: float = 10.0

@@ -137,6 +137,7 @@ class Report:
 
     full: bool
     skipped: str | None = None
+    users_read: bool = False
     created: int = 0
     renewed: int = 0
     recreated: int = 0
@@ -197,7 +198,7 @@ class SubscriptionManager:
                 if full:
                     self._full_due = False
                     report = await self.reconcile()
-                    if report.skipped is None:
+                    if report.users_read:
                         next_full = time.monotonic() + self.settings.subscription_reconcile_interval_s
                 else:
                     await self.check()
@@ -233,6 +234,7 @@ class SubscriptionManager:
                 report.errors.append(str(exc))
                 await self._execute(None, report)
                 return report
+            report.users_read = True
             enabled = {rep.email for rep in reps if rep.enabled}
             wanted = wanted_pairs(reps)
             await self._delete_orphans(report)
@@ -432,7 +434,6 @@ class SubscriptionManager:
                     await session.commit()
         if self._reported.get((email, kind)) == str(exc):
             return
-        self._reported[(email, kind)] = str(exc)
         line = journal_line(
             tenant=self.settings.tenant,
             user_email=email,
@@ -443,8 +444,11 @@ class SubscriptionManager:
         )
         try:
             await self.publisher.publish_many([line], timeout=self.settings.publish_timeout_s)
-        except Exception:
-            log.warning("journal line about a subscription failure not published", exc_info=True)
+        except Exception as publish_error:
+            # Not marked as reported: the next failed attempt tries again.
+            log.warning("journal line about a subscription failure not published: %s", publish_error)
+            return
+        self._reported[(email, kind)] = str(exc)
 
     async def _publish_pending_resyncs(self, report: Report) -> None:
         async with self.sessions() as session:
