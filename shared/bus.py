@@ -52,6 +52,10 @@ ATTEMPTS = "x-attempts"
 received_at: ContextVar[float | None] = ContextVar("received_at", default=None)
 
 
+class _NotStarted(Exception):
+    """The bus is closing: the message was not handled and goes back to its queue unacked."""
+
+
 def topology_of(settings: CommonSettings) -> Topology:
     return Topology(settings.amqp_prefix, settings.sync_shards, tuple(settings.retry_delays_ms))
 
@@ -91,6 +95,8 @@ class Bus:
         self._idle = asyncio.Event()
         self._idle.set()
         self._locks = KeyedLocks()
+        # Set by `close`: no handler starts any more; what arrives or waits stays unacked.
+        self._closing = False
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Connect (retrying inside `timeout`) and declare the topology."""
@@ -104,7 +110,7 @@ class Bus:
 
     @property
     def connected(self) -> bool:
-        return self.connection is not None and not self.connection.is_closed and self._publish_channel is not None
+        return self.connection is not None and not self.connection.is_closed and self._exchange is not None
 
     async def ping(self) -> None:
         """Raise unless the broker connection is open (for `/readyz`)."""
@@ -112,6 +118,8 @@ class Bus:
             raise BrokerUnavailable("no broker connection")
         if self._publish_channel is None or self._publish_channel.is_closed:
             raise BrokerUnavailable("publish channel closed")
+        if self._exchange is None:
+            raise BrokerUnavailable("topology not declared yet")
 
     async def publish(self, envelope: Envelope, *, timeout: float = 5.0) -> None:
         """Publish one message and wait for the broker's confirm."""
@@ -153,6 +161,13 @@ class Bus:
         exchange = self._publish_channel.default_exchange if default_exchange else self._exchange
         try:
             await exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout)
+        except asyncio.CancelledError as exc:
+            # aio-pika cancels a publish whose connection closes under it: that is an outage, not a
+            # cancellation of ours (unless our own task is being cancelled).
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise BrokerUnavailable(f"broker connection lost while publishing {routing_key}") from exc
         except Exception as exc:
             raise BrokerUnavailable(f"broker did not confirm {routing_key}: {type(exc).__name__}: {exc}") from exc
 
@@ -203,10 +218,16 @@ class Bus:
                 outcome = "ok"
 
                 async def run() -> None:
+                    if self._closing:
+                        raise _NotStarted
                     await handler(envelope)
 
                 try:
                     await self._locks.run(envelope.serialisation_key(), run)
+                except _NotStarted:
+                    # Closing the channel returns it to the queue, for the replica that takes over.
+                    span.set_attribute("messaging.rabbitmq.requeued", True)
+                    return
                 except PermanentError as exc:
                     outcome = "dead_lettered"
                     span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
@@ -277,17 +298,24 @@ class Bus:
         dead_lettered.add(1, {"queue": queue})
 
     async def close(self, drain_timeout: float = 10.0) -> None:
-        """Stop consuming, let in-flight handlers finish (unfinished ones are redelivered), close."""
+        """Let running handlers finish, then stop consuming and close; messages not started are redelivered.
+
+        The order keeps per-key serialisation across replicas (ADR 0002): the broker makes another
+        replica the active consumer of a single-active-consumer queue as soon as this one cancels,
+        so nothing may still run here by then. Messages that arrive or wait for their key meanwhile
+        are not started and stay unacked; closing the channel returns them to their queues.
+        """
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            log.warning("shutdown with %d message(s) still in flight; they will be redelivered", self._inflight)
         for queue, tag in self._consumers:
             try:
                 await queue.cancel(tag)
             except Exception:  # the channel may already be gone; its messages return to the queue
                 log.debug("cancel failed", exc_info=True)
         self._consumers.clear()
-        try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
-        except TimeoutError:
-            log.warning("shutdown with %d message(s) still in flight; they will be redelivered", self._inflight)
         if self.connection is not None:
             await self.connection.close()
         self.connection = None

@@ -10,9 +10,14 @@ from typing import Any
 
 import aio_pika
 import httpx
+import pytest
 from fastapi import FastAPI
 
 TOKEN = "test-erp-token"
+
+# For tests of the HTTP layer only (auth, validation, signatures): the database adds nothing, so
+# they run on SQLite alone to keep the suite fast. Everything that touches storage runs on both.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @dataclass

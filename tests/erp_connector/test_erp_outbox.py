@@ -9,7 +9,7 @@ import httpx
 from erp_connector.app import create_app
 from erp_connector.models import OutboxMessage
 from erp_connector.settings import ErpConnectorSettings
-from erp_support import TOKEN, Running, Tap, seed
+from erp_support import TOKEN, Running, Tap, seed, sqlite_only
 from opentelemetry import trace
 from sqlmodel import col, select
 from support.servers import free_port, serve
@@ -158,6 +158,7 @@ async def test_crash_between_publish_and_mark_republishes_with_the_same_message_
     assert len(tap.bodies("erp.changed")) == 2, "once marked, the row is not published again"
 
 
+@sqlite_only
 async def test_app_starts_without_broker_and_readyz_names_it(erp_settings: ErpConnectorSettings) -> None:
     settings = erp_settings.model_copy(update={"amqp_url": f"amqp://guest:guest@127.0.0.1:{free_port()}/"})
     async with (

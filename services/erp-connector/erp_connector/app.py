@@ -56,6 +56,12 @@ async def connect_bus(bus: Bus, retry_s: float, on_connected: Callable[[], None]
         return
 
 
+def _report_relay_end(task: asyncio.Task[None]) -> None:
+    """The relay only ends at shutdown; anything else must be loud, or changes stop silently."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("outbox relay stopped", exc_info=task.exception())
+
+
 def create_app(settings: ErpConnectorSettings | None = None) -> FastAPI:
     """The FastAPI app; `settings` is the test seam (default: from the environment)."""
     settings = settings or get_settings()
@@ -74,12 +80,14 @@ def create_app(settings: ErpConnectorSettings | None = None) -> FastAPI:
         app.state.bus = bus
         app.state.relay = relay
         app.state.uow = UnitOfWork(db, refuse_overlaps=settings.erp_refuse_overlaps, on_commit=relay.wake)
+
         def broker_ready() -> None:
             relay.broker_ready = True
             relay.wake()
 
         connector = asyncio.create_task(connect_bus(bus, settings.erp_broker_retry_s, broker_ready))
         relay_task = asyncio.create_task(relay.run())
+        relay_task.add_done_callback(_report_relay_end)
         log.info("erp-connector ready", extra={"port": settings.erp_connector_port})
         try:
             yield

@@ -36,9 +36,9 @@ class AlreadyExists(ErpError):
 
 
 class Deleted(ErpError):
-    """The record is a tombstone: it can be read, not changed."""
+    """The record is a tombstone: it can be read, not changed (409, a refusal not worth retrying)."""
 
-    status_code = 410
+    status_code = 409
     code = "deleted"
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from erp_connector.broker import publish_confirmed
 from erp_connector.database import Database
 from erp_connector.models import IdempotencyRecord, OutboxMessage, WebhookSeen, utcnow
 from erp_connector.settings import ErpConnectorSettings
@@ -156,7 +157,7 @@ class OutboxRelay:
                 attributes={"messaging.message.id": row.message_id, "erp.outbox.id": row.id},
             ) as span:
                 try:
-                    await self.bus.publish(envelope_of(row, self.settings.tenant))
+                    await publish_confirmed(self.bus, envelope_of(row, self.settings.tenant))
                 except BrokerUnavailable as exc:
                     span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
                     relay_failures.add(1)

@@ -14,7 +14,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from erp_connector.models import ActivityKind, ConflictPolicy, Origin, PartnerType
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Deliberately loose: Outlook holds addresses such as `user@localhost` that the ERP must accept.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import case, func, update
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel, col, delete, select
@@ -184,7 +185,7 @@ class ErpStore:
         return rows, int(total), limit, offset
 
     @staticmethod
-    def _check_version(current: int, expected: int | None, what: str, public: SQLModel | Any) -> None:
+    def _check_version(current: int, expected: int | None, what: str, public: BaseModel) -> None:
         if expected is not None and expected != current:
             raise VersionConflict(
                 f"{what} is at version {current}, not {expected}: read it again and resolve",
@@ -567,11 +568,17 @@ class ErpStore:
             # A contact belongs to a partner or to a group: naming one drops the other.
             row.partner_code = changes.get("partner_code")
             row.group_code = changes.get("group")
-            if row.partner_code and row.group_code:
-                raise InvalidData("a contact belongs to a partner or to a contact group, not both")
-        await self._place_contact(row)
+            await self._place_contact(row)
         new_assigned = assigned if changes.get("representatives") is None else _unique_lower(changes["representatives"])
-        reps = [await self._active_representative(code) for code in new_assigned]
+        # Only newly assigned representatives must exist now; one deleted since keeps the contact editable.
+        reps = [
+            await (
+                self._get(Representative, code, "representative")
+                if code in assigned
+                else self._active_representative(code)
+            )
+            for code in new_assigned
+        ]
         after = contact_public(row, new_assigned)
         if after.model_dump() == before.model_dump():
             return before
@@ -768,10 +775,11 @@ class ErpStore:
         for field in ("subject", "all_day", "done", "representative", "participants", "public"):
             if field in changes and changes[field] is None:
                 del changes[field]  # these cannot be empty: null means "unchanged"
+        differs = {field for field, value in changes.items() if getattr(row, field) != value}
         for field, value in changes.items():
             setattr(row, field, value)
         _mirror_due(row, set(changes))
-        owner = await self._validate_activity(row)
+        owner = await self._validate_activity(row, differs)
         after = activity_public(row)
         if after.model_dump() == before.model_dump():
             return before
@@ -801,15 +809,27 @@ class ErpStore:
         self._activity_changed(public, "deleted", [owner], previous=None)
         return public
 
-    async def _validate_activity(self, row: Activity) -> Representative:
-        """The ERP's checks of an activity; returns its owner."""
-        owner = await self._active_representative(row.representative)
-        for code in row.participants:
-            await self._active_representative(code)
-        row.participants = _unique_lower(row.participants)
-        if row.partner_code:
+    async def _validate_activity(self, row: Activity, changed: set[str] | None = None) -> Representative:
+        """The ERP's checks of an activity; returns its owner.
+
+        References are checked when set or changed (`changed` None: all, on create), so an
+        activity whose partner or contact was deleted later can still be edited.
+        """
+
+        def check(field: str) -> bool:
+            return changed is None or field in changed
+
+        if check("representative"):
+            owner = await self._active_representative(row.representative)
+        else:
+            owner = await self._get(Representative, row.representative, "representative")
+        if check("participants"):
+            for code in row.participants:
+                await self._active_representative(code)
+            row.participants = _unique_lower(row.participants)
+        if row.partner_code and check("partner_code"):
             await self._known_partner(row.partner_code)
-        if row.contact_id is not None:
+        if row.contact_id is not None and check("contact_id"):
             contact = await self.session.get(Contact, row.contact_id)
             if contact is None or contact.deleted:
                 raise UnknownReference("unknown_contact", f"contact {row.contact_id} does not exist")
@@ -819,8 +839,6 @@ class ErpStore:
                 raise InvalidData(f"meeting {name} needs a start and an end")
             if row.end < row.start:
                 raise InvalidData(f"meeting {name} ends before it starts")
-        if row.start and row.end and row.end < row.start:
-            raise InvalidData(f"{row.kind} {name} ends before it starts")
         if row.all_day and not (_is_midnight(row.start) and _is_midnight(row.end) and _is_midnight(row.due)):
             # R07: all-day items keep their dates exactly, as midnight UTC with no time-zone shift.
             raise InvalidData(f"all-day {row.kind} {name}: dates must be at 00:00:00Z")

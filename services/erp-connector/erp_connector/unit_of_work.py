@@ -89,7 +89,8 @@ class UnitOfWork:
                     if (prior := await self._prior(session, key, request)) is not None:
                         return prior
             if isinstance(exc, IntegrityError):
-                log.info("write refused by a database constraint", extra={"error": str(exc.orig)[:200]})
+                # debug only: the constraint message may quote an e-mail address
+                log.debug("write refused by a database constraint", extra={"error": str(exc.orig)[:200]})
                 raise AlreadyExists("a concurrent write took the same code, chrono or e-mail; read and retry") from exc
             raise
         if self.on_commit is not None:

@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_val
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from erp_connector.broker import publish_confirmed
 from erp_connector.errors import ErpError
 from erp_connector.models import ActivityKind, WebhookSeen
 from erp_connector.settings import ErpConnectorSettings
@@ -221,7 +222,7 @@ async def _publish(
         for envelope_id, email in users
     ]
     try:
-        await bus.publish_many(envelopes)
+        await publish_confirmed(bus, *envelopes)
     except BrokerUnavailable as exc:
         received.add(1, {"outcome": "broker_unavailable"})
         log.warning("ERP event not accepted: broker unavailable", extra={"error": str(exc)[:200]})

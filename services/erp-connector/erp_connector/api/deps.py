@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Query, Request, status
@@ -56,6 +57,14 @@ def _version(if_match: str | None) -> int | None:
     return int(value)
 
 
+def _canonical(body: bytes) -> bytes:
+    """JSON bodies compared by content, not by key order or spacing."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        return body
+
+
 async def write_request(
     request: Request,
     idempotency_key: Annotated[
@@ -64,11 +73,13 @@ async def write_request(
     if_match: Annotated[str | None, Header(description="The version the write expects; stale → 412")] = None,
     x_change_origin: Annotated[Origin | None, Header(description="`outlook` for a write made by sync-core")] = None,
 ) -> WriteRequest:
-    body = await request.body()
+    body = _canonical(await request.body())
     origin = x_change_origin or Origin.ERP
     return WriteRequest(
         idempotency_key=idempotency_key or None,
-        fingerprint=fingerprint(request.method, request.url.path, body, if_match or "", origin.value),
+        # If-Match is left out on purpose: a retry of a write that already succeeded may carry a
+        # newer version (the client re-read after our write) and must still get the first answer.
+        fingerprint=fingerprint(request.method, request.url.path, body, origin.value),
         expected_version=_version(if_match),
         origin=origin,
     )

@@ -13,8 +13,7 @@ from erp_connector.unit_of_work import WriteResult
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or wrong bearer token"},
     404: {"description": "No such record"},
-    409: {"description": "Conflict: already exists, or overlapping meeting (R15, code `overlap`)"},
-    410: {"description": "The record is deleted (a tombstone)"},
+    409: {"description": "Conflict: already exists, deleted (code `deleted`), or overlapping meeting (R15, `overlap`)"},
     412: {"description": "If-Match names a stale version; `detail.current` is the record as it is"},
     422: {"description": "Invalid data, e.g. unknown partner (R11, code `unknown_partner`)"},
 }
