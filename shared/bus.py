@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 from shared.envelope import Envelope
 from shared.errors import BrokerUnavailable, PermanentError
 from shared.settings import CommonSettings
-from shared.telemetry import extract_context, inject_headers, meter
+from shared.telemetry import extract_context, inject_headers, meter, user_hash
 from shared.topology import Topology, declare
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,32 @@ class Bus:
 
     async def publish(self, envelope: Envelope, *, timeout: float = 5.0) -> None:
         """Publish one message and wait for the broker's confirm."""
+        await self.publish_many([envelope], timeout=timeout)
+
+    async def publish_many(self, envelopes: list[Envelope], *, timeout: float = 5.0) -> None:
+        """Publish several messages concurrently; returns when all are confirmed.
+
+        One deadline for the whole batch (`asyncio.timeout`), not one per message: a timeout handed to
+        aio-pika wraps every step of every publish in `asyncio.wait_for` (a task each), which cost more
+        CPU than the publish itself on graph-webhook's hot path (docs/benchmarks.md).
+        """
+        if not envelopes:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                if len(envelopes) == 1:
+                    await self._publish_one(envelopes[0])
+                else:
+                    await asyncio.gather(*(self._publish_one(e) for e in envelopes))
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"broker did not confirm {len(envelopes)} message(s) within {timeout}s") from exc
+        shards = self.settings.sync_shards
+        destinations = Counter((e.type.value, self.topology.queue_for(e.routing_key(shards))) for e in envelopes)
+        for (message_type, queue), count in destinations.items():
+            published.add(count, {"type": message_type, "queue": queue})
+
+    async def _publish_one(self, envelope: Envelope) -> None:
+        """One message under its own producer span (its id and routing key are what a trace links on)."""
         routing_key = envelope.routing_key(self.settings.sync_shards)
         with _tracer.start_as_current_span(
             f"{self.topology.exchange} publish",
@@ -135,6 +162,7 @@ class Bus:
                 "messaging.message.id": str(envelope.id),
                 "sync.message_type": envelope.type.value,
                 "sync.kind": envelope.kind.value if envelope.kind else "",
+                "sync.user_hash": user_hash(envelope.user),
             },
         ):
             message = Message(
@@ -146,30 +174,28 @@ class Bus:
                 timestamp=envelope.occurred_at,
                 headers=dict(inject_headers({})),
             )
-            await self._publish_raw(message, routing_key, timeout=timeout)
-        published.add(1, {"type": envelope.type.value})
+            await self._send(message, routing_key)
 
-    async def publish_many(self, envelopes: list[Envelope], *, timeout: float = 5.0) -> None:
-        """Publish several messages concurrently; returns when all are confirmed."""
-        await asyncio.gather(*(self.publish(e, timeout=timeout) for e in envelopes))
-
-    async def _publish_raw(
-        self, message: Message, routing_key: str, *, default_exchange: bool = False, timeout: float = 5.0
-    ) -> None:
+    async def _send(self, message: Message, routing_key: str, *, default_exchange: bool = False) -> None:
+        """Publish and wait for the confirm; the caller bounds the wait."""
         if self._publish_channel is None or self._exchange is None:
             raise BrokerUnavailable("bus not connected")
         exchange = self._publish_channel.default_exchange if default_exchange else self._exchange
         try:
-            await exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout)
-        except asyncio.CancelledError as exc:
-            # aio-pika cancels a publish whose connection closes under it: that is an outage, not a
-            # cancellation of ours (unless our own task is being cancelled).
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            raise BrokerUnavailable(f"broker connection lost while publishing {routing_key}") from exc
+            await exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=None)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             raise BrokerUnavailable(f"broker did not confirm {routing_key}: {type(exc).__name__}: {exc}") from exc
+
+    async def _publish_raw(
+        self, message: Message, routing_key: str, *, default_exchange: bool = False, timeout: float = 5.0
+    ) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._send(message, routing_key, default_exchange=default_exchange)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"broker did not confirm {routing_key} within {timeout}s") from exc
 
     async def consume(self, queue_name: str, handler: Handler, *, prefetch: int | None = None) -> None:
         """Start consuming `queue_name` with `handler`; ack after it returns."""
@@ -213,6 +239,7 @@ class Bus:
                     "messaging.message.id": str(envelope.id),
                     "sync.message_type": envelope.type.value,
                     "sync.kind": envelope.kind.value if envelope.kind else "",
+                    "sync.user_hash": user_hash(envelope.user),
                 },
             ) as span:
                 outcome = "ok"

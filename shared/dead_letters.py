@@ -273,18 +273,21 @@ class DeadLetterQueues:
             replay_message(message, by=by), routing_key=original, mandatory=True, timeout=self.timeout
         )
 
-    async def replay(self, queue_name: str, key: str, *, by: str | None = None) -> bool:
-        """Put one dead letter back on its original queue; False when no message has that key."""
+    async def replay(self, queue_name: str, key: str, *, by: str | None = None) -> DeadLetter | None:
+        """Put one dead letter back on its original queue; None when no message has that key."""
         channel = await self._channel()
+        taken: list[DeadLetter] = []
         try:
 
             async def pick(message: AbstractIncomingMessage) -> bool:
                 if message_key(message) != key:
                     return False
                 await self._republish(channel, message, by)
+                taken.append(describe(queue_name, message))
                 return True
 
-            return await self._scan(queue_name, _first(pick)) > 0
+            await self._scan(queue_name, _first(pick))
+            return taken[0] if taken else None
         finally:
             if not channel.is_closed:
                 await channel.close()
@@ -308,13 +311,18 @@ class DeadLetterQueues:
             if not channel.is_closed:
                 await channel.close()
 
-    async def discard(self, queue_name: str, key: str) -> bool:
-        """Drop one dead letter for good; False when no message has that key."""
+    async def discard(self, queue_name: str, key: str) -> DeadLetter | None:
+        """Drop one dead letter for good; None when no message has that key."""
+        taken: list[DeadLetter] = []
 
         async def pick(message: AbstractIncomingMessage) -> bool:
-            return message_key(message) == key
+            if message_key(message) != key:
+                return False
+            taken.append(describe(queue_name, message))
+            return True
 
-        return await self._scan(queue_name, _first(pick)) > 0
+        await self._scan(queue_name, _first(pick))
+        return taken[0] if taken else None
 
     async def discard_all(self, queue_name: str) -> int:
         """Drop every dead letter of the queue; returns how many there were."""

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
+from shared.telemetry import redact_emails
+
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -34,7 +36,10 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        text = json.dumps(line, default=str)
+        # Personal data only at debug level: an address that slipped into a message, an error text
+        # or an extra field is replaced by the user's hash.
+        return text if record.levelno <= logging.DEBUG else redact_emails(text)
 
 
 def setup_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:

@@ -30,6 +30,9 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     otel_exporter_otlp_endpoint: str | None = None
+    # Key of `user_hash`, the only way users appear in metrics, spans and info logs: the same secret
+    # on every service of a deployment.
+    telemetry_user_salt: SecretStr = SecretStr("")
     # Template for links to the trace viewer, e.g. http://localhost:16686/trace/{trace_id}.
     trace_url_template: str = "http://127.0.0.1:16686/trace/{trace_id}"
 

@@ -1,30 +1,105 @@
-"""OpenTelemetry set-up: traces (OTLP when configured), metrics as Prometheus text, AMQP context."""
+"""OpenTelemetry set-up: traces (OTLP when configured), metrics as Prometheus text, AMQP context.
+
+Personal data stays out of telemetry: a user appears as `user_hash(email)` (HMAC-SHA256 with the
+deployment's `TELEMETRY_USER_SALT`, 12 hex digits), never as an e-mail; span attributes that
+carry an e-mail anyway (URLs such as `/representatives/by-email/{email}` or `/users/{upn}`) have it
+replaced by `user:<hash>` before any exporter sees it: by a span processor as the span starts, and by
+the HTTP instrumentations' request hooks once they have set their attributes.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
+import os
+import re
 import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 _lock = threading.Lock()
 _configured = False
+_user_salt: str | None = None
+
+# Every histogram in seconds gets these buckets (the SDK's default ones are meant for milliseconds):
+# from a fast hop to the alert threshold of the end-to-end lag (60 s) and well past it.
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900, 3600)
+SALT_ENV = "TELEMETRY_USER_SALT"
+# Used when the deployment sets no salt: hashes stay stable, but anyone who knows an address can
+# then recompute its hash, so production sets its own secret salt.
+DEFAULT_SALT = "outlook-erp-sync"
+_EMAIL = re.compile(r"[A-Za-z0-9._+\-']+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 
 
-def setup_telemetry(service_name: str, otlp_endpoint: str | None = None) -> TracerProvider:
+def user_hash(email: str, salt: str | None = None) -> str:
+    """The opaque name of a user in metrics, spans and logs: 12 hex digits of HMAC-SHA256(salt, e-mail).
+
+    The salt: `salt`, else the one given to `setup_telemetry`, else $TELEMETRY_USER_SALT, else a default.
+    """
+    return _hmac12(email.strip().lower(), salt or _user_salt or os.environ.get(SALT_ENV) or DEFAULT_SALT)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hmac12(email: str, salt: str) -> str:
+    # Cached: the same few users are hashed on every message, span and log line.
+    return hmac.new(salt.encode(), email.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def redact_emails(text: str) -> str:
+    """`text` with every e-mail address (plain or URL-encoded) replaced by `user:<hash>`."""
+    if "@" not in text and "%40" not in text:
+        return text
+    return _EMAIL.sub(lambda m: f"user:{user_hash(unquote(m.group()))}", text)
+
+
+def redact_span(span: Any, *_: Any) -> None:
+    """Replace e-mail addresses in a recording span's string attributes (usable as an instrumentation hook)."""
+    attributes = getattr(span, "attributes", None)
+    if not attributes or not span.is_recording():
+        return
+    for key, value in list(attributes.items()):
+        if isinstance(value, str):
+            clean = redact_emails(value)
+            if clean != value:
+                span.set_attribute(key, clean)
+
+
+async def _redact_span_async(span: Any, *_: Any) -> None:
+    redact_span(span)
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Redacts the attributes a span starts with; the HTTP instrumentations' hooks redact those set later."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        redact_span(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+
+def setup_telemetry(
+    service_name: str, otlp_endpoint: str | None = None, *, user_salt: str | None = None
+) -> TracerProvider:
     """Install tracer and meter providers once per process and return the tracer provider.
 
     Several services may share one process in tests: the first call wins and later calls reuse
-    its providers, so spans of every service land in one exporter.
+    its providers, so spans of every service land in one exporter. `user_salt` keys `user_hash`.
     """
-    global _configured
+    global _configured, _user_salt
     with _lock:
+        if user_salt:
+            _user_salt = user_salt
         provider = trace.get_tracer_provider()
         if _configured and isinstance(provider, TracerProvider):
             return provider
@@ -33,6 +108,8 @@ def setup_telemetry(service_name: str, otlp_endpoint: str | None = None) -> Trac
 
         resource = Resource.create({"service.name": service_name})
         tracer_provider = TracerProvider(resource=resource)
+        # First, so that no exporter added later (OTLP here, a test's in-memory one) sees an e-mail.
+        tracer_provider.add_span_processor(RedactingSpanProcessor())
         if otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -40,8 +117,15 @@ def setup_telemetry(service_name: str, otlp_endpoint: str | None = None) -> Trac
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces"))
             )
         trace.set_tracer_provider(tracer_provider)
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
-        HTTPXClientInstrumentor().instrument()
+        seconds = View(
+            instrument_type=Histogram,
+            instrument_unit="s",
+            aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
+        )
+        metrics.set_meter_provider(
+            MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()], views=[seconds])
+        )
+        HTTPXClientInstrumentor().instrument(request_hook=redact_span, async_request_hook=_redact_span_async)
         _configured = True
         return tracer_provider
 
@@ -53,7 +137,13 @@ def instrument_app(app: Any) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     # No span per ASGI `receive`/`send`: they tripled the spans of every request and told nothing.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
+    # The server request hook runs once the request's attributes (`http.target` with its path) are set.
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["receive", "send"],
+        server_request_hook=redact_span,
+    )
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
@@ -92,3 +182,24 @@ def tracer(name: str) -> trace.Tracer:
 
 def meter(name: str) -> metrics.Meter:
     return metrics.get_meter(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m shared.telemetry user-hash [EMAIL…]`: each e-mail's hash (e-mails from stdin if none given).
+
+    Run it where TELEMETRY_USER_SALT is the deployment's, to find which user a `user_hash` label names.
+    """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "user-hash":
+        print("usage: python -m shared.telemetry user-hash [EMAIL...]  (or e-mails on stdin)", file=sys.stderr)
+        return 2
+    emails = args[1:] or [line.strip() for line in sys.stdin if line.strip()]
+    for email in emails:
+        print(f"{user_hash(email)}  {email}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

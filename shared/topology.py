@@ -61,6 +61,16 @@ class Topology:
                 return spec
         raise KeyError(name)
 
+    def queue_for(self, routing_key: str) -> str:
+        """The work queue a routing key reaches (topic match, `*` = one word); '' when none."""
+        words = routing_key.split(".")
+        for spec in self.queues():
+            for binding in spec.bindings:
+                pattern = binding.split(".")
+                if len(pattern) == len(words) and all(p in ("*", w) for p, w in zip(pattern, words, strict=True)):
+                    return spec.name
+        return ""
+
     def retry_queue(self, queue: str, attempt: int) -> str:
         return f"{queue}.retry.{attempt + 1}"
 

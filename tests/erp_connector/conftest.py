@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 import aio_pika
 import httpx
 import pytest
+from erp_support import TOKEN, Running, Tap, wait_ready
+
 from erp_connector.app import create_app, migrate
 from erp_connector.database import Database
 from erp_connector.settings import ErpConnectorSettings
 from erp_connector.unit_of_work import UnitOfWork
-from erp_support import TOKEN, Running, Tap, wait_ready
-from support.servers import serve
-
 from shared.settings import CommonSettings
+from tests.support.servers import serve
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from erp_support import TOKEN, Running
+from pydantic import ValidationError
+
 from erp_connector.app import migrate
 from erp_connector.demo import load_demo
 from erp_connector.settings import DEMO_API_TOKEN, ErpConnectorSettings
-from erp_support import TOKEN, Running
-from pydantic import ValidationError
 
 
 async def test_demo_data_loads_through_the_api_and_twice_is_once(erp: Running) -> None:

@@ -6,17 +6,17 @@ import asyncio
 from typing import Any
 
 import httpx
-from erp_connector.app import create_app
-from erp_connector.models import OutboxMessage
-from erp_connector.settings import ErpConnectorSettings
 from erp_support import TOKEN, Running, Tap, seed, sqlite_only
 from opentelemetry import trace
 from sqlmodel import col, select
-from support.servers import free_port, serve
 
+from erp_connector.app import create_app
+from erp_connector.models import OutboxMessage
+from erp_connector.settings import ErpConnectorSettings
 from shared.bus import Bus
 from shared.envelope import Envelope
 from shared.settings import CommonSettings
+from tests.support.servers import free_port, serve
 
 MEETING = {
     "kind": "meeting",

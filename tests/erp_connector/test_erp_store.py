@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+from sqlmodel import col, select
+
 from erp_connector.errors import (
     AlreadyExists,
     InvalidData,
@@ -28,8 +31,6 @@ from erp_connector.schemas import (
 )
 from erp_connector.store import ErpStore
 from erp_connector.unit_of_work import UnitOfWork, WriteRequest
-from pydantic import BaseModel
-from sqlmodel import col, select
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 

@@ -8,9 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from erp_connector.settings import DEMO_WEBHOOK_SECRET
 from erp_support import Running, Tap, seed, sqlite_only
 from standardwebhooks.webhooks import Webhook
+
+from erp_connector.settings import DEMO_WEBHOOK_SECRET
 
 OTHER_SECRET = "whsec_b3RoZXItc2VjcmV0LW9mLWFub3RoZXItZXJwLTMyYg=="
 

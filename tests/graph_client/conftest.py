@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from graph_client_sim_control import SimControl
-from graph_sim.testing import SimServer
 
+from graph_sim.testing import SimServer
 from shared.settings import GraphSettings
 
 

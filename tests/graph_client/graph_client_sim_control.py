@@ -6,6 +6,7 @@ import ssl
 from typing import Any
 
 import httpx
+
 from graph_sim.testing import SimServer
 
 

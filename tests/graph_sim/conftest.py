@@ -10,9 +10,10 @@ import httpx
 import msal
 import pytest
 from graph_payloads import GRAPH_SCOPE
+from webhook_receiver import Webhook
+
 from graph_sim.config import SimConfig
 from graph_sim.testing import SimServer
-from webhook_receiver import Webhook
 
 
 def make_config(**overrides: Any) -> SimConfig:

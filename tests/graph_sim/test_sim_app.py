@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import msal
+
 from graph_sim.app import create_app
 from graph_sim.config import SimConfig
 from graph_sim.testing import SimServer

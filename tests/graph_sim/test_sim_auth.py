@@ -17,6 +17,7 @@ import msal
 import pytest
 import requests
 from graph_payloads import GRAPH_SCOPE
+
 from graph_sim.testing import SimServer
 
 SYSTEM_BUNDLE = (

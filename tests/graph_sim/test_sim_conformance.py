@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 from graph_payloads import event_body
-from graph_sim.testing import SimServer
 from webhook_receiver import Webhook, subscribe
+
+from graph_sim.testing import SimServer
 
 DTZ = {"dateTime": "2017-04-15T12:00:00.0000000", "timeZone": "Pacific Standard Time"}
 EMAIL = {"name": "Samantha Booth", "address": "samanthab@contoso.com"}

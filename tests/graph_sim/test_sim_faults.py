@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 from graph_payloads import event_body
-from graph_sim.testing import SimServer
 from webhook_receiver import Webhook, subscribe
+
+from graph_sim.testing import SimServer
 
 
 def test_request_limit_per_mailbox(client: httpx.Client, control: httpx.Client, user: dict[str, Any]) -> None:

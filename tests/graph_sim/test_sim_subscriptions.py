@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 from graph_payloads import event_body
-from graph_sim.testing import SimServer
 from webhook_receiver import Webhook, expiry, subscribe
+
+from graph_sim.testing import SimServer
 
 
 def test_handshake_validates_both_urls_then_201(client: httpx.Client, user: dict[str, Any], webhook: Webhook) -> None:

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from graph_sim.testing import SimServer
-from support.servers import serve
 from webhook_sim_control import WebhookSim
 from webhook_support import Collector, Erp
 
+from graph_sim.testing import SimServer
 from shared.settings import CommonSettings
+from tests.support.servers import serve
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from graph_webhook.app import MIGRATIONS, VERSION_TABLE
-from graph_webhook.cache import SubscriptionCache
-from graph_webhook.models import Subscription, utcnow
 from sqlalchemy import event
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from graph_webhook.app import MIGRATIONS, VERSION_TABLE
+from graph_webhook.cache import SubscriptionCache
+from graph_webhook.models import Subscription, utcnow
 from shared import db
 from shared.migrations import upgrade
 

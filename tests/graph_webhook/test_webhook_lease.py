@@ -11,7 +11,6 @@ from graph_webhook.directory import Representative
 from graph_webhook.lease import DbLease
 from graph_webhook.settings import GraphWebhookSettings
 from graph_webhook.subscriptions import SubscriptionManager
-
 from shared import db
 from shared.envelope import Envelope
 from shared.graph import GraphClient

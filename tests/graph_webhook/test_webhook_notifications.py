@@ -16,20 +16,20 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from webhook_support import Collector, eventually, webhook_settings_for
+
 from graph_sim.testing import SimServer
 from graph_webhook.app import WebhookState, create_app
 from graph_webhook.directory import Representative
 from graph_webhook.models import Subscription, utcnow
 from graph_webhook.settings import GraphWebhookSettings
-from pydantic import SecretStr
-from sqlalchemy import select
-from sqlmodel.ext.asyncio.session import AsyncSession
-from support.servers import serve
-from webhook_support import Collector, eventually, webhook_settings_for
-
 from shared import db
 from shared.envelope import Kind, MessageType
 from shared.settings import CommonSettings
+from tests.support.servers import serve
 
 TENANT = "00000000-0000-0000-0000-0000000000aa"
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+
 from graph_webhook.directory import Representative
 from graph_webhook.models import Subscription, SubscriptionStatus
 from graph_webhook.notifications import handshake
 from graph_webhook.payloads import PayloadError, parse_collection
 from graph_webhook.subscriptions import Create, Delete, Recreate, Renew, plan, wanted_pairs
-
 from shared.envelope import Kind
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

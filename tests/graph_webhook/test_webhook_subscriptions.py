@@ -17,16 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from graph_sim.testing import SimServer
-from graph_webhook.app import WebhookState, create_app
-from graph_webhook.settings import GraphWebhookSettings
-from support.servers import serve
 from webhook_sim_control import WebhookSim
 from webhook_support import Collector, Erp, eventually, webhook_settings_for
 
+from graph_sim.testing import SimServer
+from graph_webhook.app import WebhookState, create_app
+from graph_webhook.settings import GraphWebhookSettings
 from shared.envelope import Kind, MessageType
 from shared.graph import GraphClient
 from shared.settings import CommonSettings
+from tests.support.servers import serve
 
 ANN = "ann@contoso.example"
 BOB = "bob@contoso.example"

@@ -8,19 +8,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+
 from graph_sim.testing import SimServer
 from graph_webhook.settings import GraphWebhookSettings
-from support.servers import free_port
-
 from shared.bus import Bus
 from shared.envelope import Envelope, MessageType
 from shared.settings import CommonSettings
+from tests.support.servers import reserve_port
 
 
 def webhook_settings_for(
     common: CommonSettings, server: SimServer, database_url: str, **overrides: Any
 ) -> GraphWebhookSettings:
-    port = free_port()
+    port = reserve_port()
     values: dict[str, Any] = {
         **common.model_dump(),
         "graph_base_url": server.base_url,

@@ -130,3 +130,42 @@ async def test_publish_without_broker_raises_broker_unavailable(common_settings)
     except BrokerUnavailable:
         return
     raise AssertionError("publish on a disconnected bus must raise")
+
+
+async def test_a_closing_replica_finishes_running_work_before_another_takes_the_queue_over(common_settings) -> None:
+    """ADR 0002 across replicas: the broker activates the standby consumer when the active one cancels,
+    so the closing replica must not still be running a message of the key (it hands the rest over)."""
+    log: list[tuple[str, str, int]] = []
+    first_running = asyncio.Event()
+    release = asyncio.Event()
+    second_done = asyncio.Event()
+
+    def handler(replica: str):  # type: ignore[no-untyped-def]
+        async def handle(env: Envelope) -> None:
+            n = int(env.payload["n"])
+            log.append((replica, "start", n))
+            if n == 1:
+                first_running.set()
+                await release.wait()
+            log.append((replica, "end", n))
+            if n == 2:
+                second_done.set()
+
+        return handle
+
+    active = await _start(common_settings, handler("a"))
+    standby = await _start(common_settings, handler("b"))
+    try:
+        await active.publish(_env(n=1))
+        await active.publish(_env(n=2))
+        await asyncio.wait_for(first_running.wait(), 5)
+        closing = asyncio.create_task(active.close())
+        await asyncio.sleep(0.3)
+        assert log == [("a", "start", 1)], "nothing may start on the standby while the key runs on the active"
+        release.set()
+        await asyncio.wait_for(closing, 5)
+        await asyncio.wait_for(second_done.wait(), 5)
+    finally:
+        release.set()
+        await standby.close()
+    assert log == [("a", "start", 1), ("a", "end", 1), ("b", "start", 2), ("b", "end", 2)]

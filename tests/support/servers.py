@@ -10,20 +10,41 @@ from typing import Any
 
 import uvicorn
 
+# Sockets bound ahead of time, by port: nobody else can take the port before `serve` uses it.
+_reserved: dict[int, socket.socket] = {}
+
 
 def free_port() -> int:
+    """A port nothing listens on right now (it may be taken later: use `reserve_port` to serve on it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def _bind() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def reserve_port() -> int:
+    """A port bound now and kept for a later `serve(app, port=...)`, for apps that must know their URL."""
+    sock = _bind()
+    port = int(sock.getsockname()[1])
+    _reserved[port] = sock
+    return port
+
+
 @asynccontextmanager
 async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Run `app` under uvicorn on 127.0.0.1 (lifespan on) and yield its base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    sock = _reserved.pop(port, None) if port else _bind()
+    if sock is not None:
+        port = int(sock.getsockname()[1])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port or 0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     for _ in range(500):
         if server.started:
             break

@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+from devstack.demo import run_demo
+from devstack.processes import Supervisor, ensure_rabbitmq
 from erp_connector.app import migrate as migrate_erp
 from erp_connector.demo import REPRESENTATIVES, load_demo
 from erp_connector.settings import ErpConnectorSettings
@@ -18,9 +21,6 @@ from graph_webhook.app import migrate as migrate_webhook
 from graph_webhook.settings import GraphWebhookSettings
 from sync_core.db import migrate as migrate_sync
 from sync_core.settings import SyncCoreSettings
-
-from devstack.demo import run_demo
-from devstack.processes import Supervisor, ensure_rabbitmq
 
 
 def say(text: str) -> None:

@@ -17,10 +17,25 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("graph_sim").info(
         "Graph simulator on https://%s:%s/v1.0 (authority https://%s:%s/%s); CA bundle: %s",
-        config.host, config.port, config.host, config.port, config.tenant_id, tls.ca_path)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, ssl_certfile=str(tls.cert_path),
-                ssl_keyfile=str(tls.key_path), log_level="warning", access_log=False, http="httptools",
-                timeout_keep_alive=30, timeout_graceful_shutdown=3)
+        config.host,
+        config.port,
+        config.host,
+        config.port,
+        config.tenant_id,
+        tls.ca_path,
+    )
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        ssl_certfile=str(tls.cert_path),
+        ssl_keyfile=str(tls.key_path),
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,13 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
         await sim.subscriptions.stop()
         await sim.notifier.close()
 
-    app = SimulatorApp(title="Microsoft Graph simulator", lifespan=lifespan, docs_url="/_sim/docs",
-                  openapi_url="/_sim/openapi.json", redoc_url=None)
+    app = SimulatorApp(
+        title="Microsoft Graph simulator",
+        lifespan=lifespan,
+        docs_url="/_sim/docs",
+        openapi_url="/_sim/openapi.json",
+        redoc_url=None,
+    )
     app.state.sim = sim
     app.include_router(control.router)
     app.include_router(auth.router)

@@ -48,35 +48,50 @@ class Auth:
     def issue(self, tenant: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """Answer a /oauth2/v2.0/token request: (status, JSON body)."""
         if tenant not in self.tenants:
-            return 400, aad_error("invalid_request", 90002,
-                                  f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
-                                  "and are signing into the correct cloud.")
+            return 400, aad_error(
+                "invalid_request",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
+                "and are signing into the correct cloud.",
+            )
         if form.get("grant_type") != "client_credentials":
-            return 400, aad_error("unsupported_grant_type", 70003,
-                                  "The app requested an unsupported grant type. The simulator supports "
-                                  "client_credentials only.")
+            return 400, aad_error(
+                "unsupported_grant_type",
+                70003,
+                "The app requested an unsupported grant type. The simulator supports client_credentials only.",
+            )
         client_id = form.get("client_id", "")
         app = self.apps.get(client_id)
         if app is None or app.tenant_id != tenant:
-            return 400, aad_error("unauthorized_client", 700016,
-                                  f"Application with identifier '{client_id}' was not found in the directory "
-                                  f"'{tenant}'.")
+            return 400, aad_error(
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
+            )
         secret = form.get("client_secret")
         if secret is None:
-            return 401, aad_error("invalid_client", 7000218,
-                                  "The request body must contain the following parameter: 'client_assertion' "
-                                  "or 'client_secret'.")
+            return 401, aad_error(
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            )
         if not secrets.compare_digest(secret, app.client_secret):
-            return 401, aad_error("invalid_client", 7000215,
-                                  "Invalid client secret provided. Ensure the secret being sent in the request "
-                                  f"is the client secret value, not the client secret ID, for a secret added to "
-                                  f"app '{client_id}'.")
+            return 401, aad_error(
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request "
+                f"is the client secret value, not the client secret ID, for a secret added to "
+                f"app '{client_id}'.",
+            )
         scope = form.get("scope", "")
         if not any(s.endswith("/.default") for s in scope.split()):
-            return 400, aad_error("invalid_scope", 1002012,
-                                  f"The provided value for scope {scope} is not valid. Client credential flows "
-                                  "must have a scope value with /.default suffixed to the resource identifier "
-                                  "(application ID URI).")
+            return 400, aad_error(
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope} is not valid. Client credential flows "
+                "must have a scope value with /.default suffixed to the resource identifier "
+                "(application ID URI).",
+            )
         now = int(time.time())
         claims = {
             "aud": GRAPH_AUDIENCE,
@@ -97,8 +112,12 @@ class Auth:
             "ver": "1.0",
         }
         token = jwt.encode(claims, self.key, algorithm="HS256")
-        return 200, {"token_type": "Bearer", "expires_in": self.lifetime, "ext_expires_in": self.lifetime,
-                     "access_token": token}
+        return 200, {
+            "token_type": "Bearer",
+            "expires_in": self.lifetime,
+            "ext_expires_in": self.lifetime,
+            "access_token": token,
+        }
 
     def validate(self, header: str | None) -> dict[str, Any]:
         """Claims of a valid bearer token, else Graph's 401 InvalidAuthenticationToken."""
@@ -108,14 +127,21 @@ class Auth:
         claims = self._valid.get(token)
         if claims is None:
             try:
-                claims = jwt.decode(token, self.key, algorithms=["HS256"], audience=[GRAPH_AUDIENCE, GRAPH_APP_ID],
-                                    options={"verify_exp": False})
+                claims = jwt.decode(
+                    token,
+                    self.key,
+                    algorithms=["HS256"],
+                    audience=[GRAPH_AUDIENCE, GRAPH_APP_ID],
+                    options={"verify_exp": False},
+                )
             except jwt.InvalidAudienceError as exc:
-                raise GraphError(401, "InvalidAuthenticationToken",
-                                 "Access token validation failure. Invalid audience.") from exc
+                raise GraphError(
+                    401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
+                ) from exc
             except jwt.PyJWTError as exc:
-                raise GraphError(401, "InvalidAuthenticationToken",
-                                 "IDX14100: JWT is not well formed, there are no dots (.).") from exc
+                raise GraphError(
+                    401, "InvalidAuthenticationToken", "IDX14100: JWT is not well formed, there are no dots (.)."
+                ) from exc
             if len(self._valid) > 10000:
                 self._valid.clear()
             self._valid[token] = claims
@@ -132,7 +158,7 @@ def aad_error(error: str, code: int, description: str) -> dict[str, Any]:
     return {
         "error": error,
         "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
-                             f"Timestamp: {stamp}",
+        f"Timestamp: {stamp}",
         "error_codes": [code],
         "timestamp": stamp,
         "trace_id": trace,
@@ -158,27 +184,29 @@ async def openid_configuration(tenant: str, request: Request) -> JsonResponse:
         return JsonResponse(aad_error("invalid_tenant", 90002, f"Tenant '{tenant}' not found."), status_code=400)
     root = _root(request)
     base = f"{root}/{tenant}"
-    return JsonResponse({
-        "token_endpoint": f"{base}/oauth2/v2.0/token",
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": f"{base}/discovery/v2.0/keys",
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": f"{base}/v2.0",
-        "request_uri_parameter_supported": False,
-        "userinfo_endpoint": f"{root}/oidc/userinfo",
-        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-        "http_logout_supported": True,
-        "frontchannel_logout_supported": True,
-        "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "roles"],
-        "tenant_region_scope": "EU",
-        "cloud_instance_name": "microsoftonline.com",
-    })
+    return JsonResponse(
+        {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{root}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "roles"],
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+        }
+    )
 
 
 @router.get("/{tenant}/discovery/v2.0/keys", include_in_schema=False)

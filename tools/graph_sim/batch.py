@@ -39,8 +39,9 @@ async def run_batch(sim: Simulator, req: GraphRequest) -> Any:
         deps = [str(d) for d in r.get("dependsOn") or []]
         if any(not 200 <= status.get(d, 0) < 300 for d in deps):
             status[rid] = 424
-            responses.append({"id": rid, "status": 424,
-                              "body": error_body(424, "FailedDependency", "The dependent request failed.")})
+            responses.append(
+                {"id": rid, "status": 424, "body": error_body(424, "FailedDependency", "The dependent request failed.")}
+            )
             continue
         url = urlsplit(str(r["url"]))
         path = "/" + url.path.lstrip("/")
@@ -48,10 +49,14 @@ async def run_batch(sim: Simulator, req: GraphRequest) -> Any:
             path = path[5:]
         headers = {k.lower(): str(v) for k, v in (r.get("headers") or {}).items()}
         headers["authorization"] = req.headers.get("authorization", "")
-        sub = GraphRequest(method=str(r["method"]).upper(), path=path,
-                           query=dict(parse_qsl(url.query, keep_blank_values=True)),
-                           headers=headers, body=orjson.dumps(r["body"]) if r.get("body") is not None else b"",
-                           base_url=req.base_url)
+        sub = GraphRequest(
+            method=str(r["method"]).upper(),
+            path=path,
+            query=dict(parse_qsl(url.query, keep_blank_values=True)),
+            headers=headers,
+            body=orjson.dumps(r["body"]) if r.get("body") is not None else b"",
+            base_url=req.base_url,
+        )
         resp = await dispatch(sim, sub)
         status[rid] = resp.status
         out: dict[str, Any] = {"id": rid, "status": resp.status, "headers": dict(resp.headers)}

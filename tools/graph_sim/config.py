@@ -47,6 +47,8 @@ class SimConfig(BaseSettings):
     delivery_backoff_seconds: float = 0.2
     notification_batch_max: int = 50
     notification_batch_window_seconds: float = 0.01
+    # Delivery attempts kept for GET /_sim/notifications (benchmarks raise it to time every change).
+    notification_history_size: int = 1000
     # On permanent delivery failure, tell the subscriber through a `missed` lifecycle notification.
     missed_on_delivery_failure: bool = True
     handshake_timeout_seconds: float = 10.0

@@ -21,10 +21,32 @@ if TYPE_CHECKING:
 
 KIND = "contact"
 ODATA_TYPE = "#microsoft.graph.contact"
-_STRINGS = ["birthday", "fileAs", "displayName", "givenName", "initials", "middleName", "nickName", "surname",
-            "title", "yomiGivenName", "yomiSurname", "yomiCompanyName", "generation", "jobTitle", "companyName",
-            "department", "officeLocation", "profession", "businessHomePage", "assistantName", "manager",
-            "mobilePhone", "spouseName", "personalNotes"]
+_STRINGS = [
+    "birthday",
+    "fileAs",
+    "displayName",
+    "givenName",
+    "initials",
+    "middleName",
+    "nickName",
+    "surname",
+    "title",
+    "yomiGivenName",
+    "yomiSurname",
+    "yomiCompanyName",
+    "generation",
+    "jobTitle",
+    "companyName",
+    "department",
+    "officeLocation",
+    "profession",
+    "businessHomePage",
+    "assistantName",
+    "manager",
+    "mobilePhone",
+    "spouseName",
+    "personalNotes",
+]
 _LISTS = ["categories", "imAddresses", "homePhones", "businessPhones", "children", "emailAddresses"]
 _ADDRESSES = ["homeAddress", "businessAddress", "otherAddress"]
 _SETTABLE = set(_STRINGS) | set(_LISTS) | set(_ADDRESSES)
@@ -43,8 +65,9 @@ def _display_name(data: dict[str, Any]) -> str:
     return " ".join(p for p in parts if p) or (data.get("companyName") or "")
 
 
-def render(sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest,
-           expand: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
+def render(
+    sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest, expand: dict[str, list[str] | None] | None = None
+) -> dict[str, Any]:
     d = item.data
     immutable = req.use_immutable()
     doc: dict[str, Any] = {
@@ -70,8 +93,9 @@ def render(sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest,
     return doc
 
 
-def create(sim: Simulator, mb: Mailbox, body: dict[str, Any], folder_id: str | None = None,
-           notify: bool = True) -> Item:
+def create(
+    sim: Simulator, mb: Mailbox, body: dict[str, Any], folder_id: str | None = None, notify: bool = True
+) -> Item:
     fid = folder_id or mb.default_contact_folder
     if fid not in mb.contact_folders:
         raise GraphError(404, "ErrorItemNotFound", "The specified folder was not found in the store.")
@@ -99,8 +123,11 @@ async def list_contacts(sim: Simulator, req: GraphRequest, mb: Mailbox, folder: 
     start = int(req.query.get("$skiptoken") or req.query.get("$skip") or 0)
     if flt is not None:
         prop, value = flt
-        keys = mb.ext_index.get((KIND, prop, value), set()) if value is not None else {
-            k for (kind, p, _), ks in mb.ext_index.items() if kind == KIND and p == prop for k in ks}
+        keys = (
+            mb.ext_index.get((KIND, prop, value), set())
+            if value is not None
+            else {k for (kind, p, _), ks in mb.ext_index.items() if kind == KIND and p == prop for k in ks}
+        )
         source: Any = sorted((container.members[k], k) for k in keys if k in container.members)
         source = [(p, k) for p, k in source if p >= start]
     else:
@@ -119,8 +146,9 @@ async def list_contacts(sim: Simulator, req: GraphRequest, mb: Mailbox, folder: 
 
 async def create_contact(sim: Simulator, req: GraphRequest, mb: Mailbox, folder: str | None = None) -> Any:
     item = create(sim, mb, req.json(), _folder(mb, folder).id)
-    return GraphResponse(201, {"@odata.context": odata.context(req, f"users('{mb.id}')/contacts/$entity"),
-                               **render(sim, mb, item, req)})
+    return GraphResponse(
+        201, {"@odata.context": odata.context(req, f"users('{mb.id}')/contacts/$entity"), **render(sim, mb, item, req)}
+    )
 
 
 def _item(mb: Mailbox, id: str, folder: str | None) -> Item:
@@ -170,8 +198,11 @@ async def move_contact(sim: Simulator, req: GraphRequest, mb: Mailbox, id: str) 
 
 
 def _render_folder(mb: Mailbox, c: Container) -> dict[str, Any]:
-    return {"id": c.id, "displayName": c.data["displayName"],
-            "parentFolderId": c.data.get("parentFolderId") or mb.default_contact_folder}
+    return {
+        "id": c.id,
+        "displayName": c.data["displayName"],
+        "parentFolderId": c.data.get("parentFolderId") or mb.default_contact_folder,
+    }
 
 
 async def list_folders(sim: Simulator, req: GraphRequest, mb: Mailbox) -> Any:
@@ -185,8 +216,9 @@ async def create_folder(sim: Simulator, req: GraphRequest, mb: Mailbox) -> Any:
         raise GraphError(400, "ErrorInvalidRequest", "displayName is required.")
     if any(c.data["displayName"] == name for c in mb.contact_folders.values()):
         raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
-    c = Container(ids.folder_id(), CONTACT_FOLDER, {"displayName": name,
-                                                      "parentFolderId": req.json().get("parentFolderId")})
+    c = Container(
+        ids.folder_id(), CONTACT_FOLDER, {"displayName": name, "parentFolderId": req.json().get("parentFolderId")}
+    )
     mb.contact_folders[c.id] = c
     return GraphResponse(201, _render_folder(mb, c))
 

@@ -46,8 +46,9 @@ def _internal(item: Item) -> dict[str, Any]:
         "singleValueExtendedProperties": [{"id": i, "value": v} for i, v in item.ext_props.values()],
         "extensions": list(item.extensions.values()),
         "linkedResources": list(item.linked_resources.values()),
-        "exceptions": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
-                       for k, v in item.exceptions.items()},
+        "exceptions": {
+            k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in item.exceptions.items()
+        },
         "cancelledOccurrences": sorted(item.cancelled),
     }
 
@@ -68,8 +69,13 @@ async def add_user(request: Request, body: dict[str, Any] = Body(...)) -> JsonRe
 
 
 def _user(mb: Mailbox) -> dict[str, Any]:
-    return {**mb.user, "mailboxEnabled": mb.enabled, "defaultCalendarId": mb.default_calendar,
-            "defaultContactFolderId": mb.default_contact_folder, "defaultTodoListId": mb.default_todo_list}
+    return {
+        **mb.user,
+        "mailboxEnabled": mb.enabled,
+        "defaultCalendarId": mb.default_calendar,
+        "defaultContactFolderId": mb.default_contact_folder,
+        "defaultTodoListId": mb.default_todo_list,
+    }
 
 
 @router.get("/users")
@@ -116,8 +122,9 @@ async def inspect_items(user: str, kind: str, request: Request, deleted: bool = 
     if kind not in _KINDS:
         raise HTTPException(404, f"unknown kind {kind}")
     mb = _mailbox(_sim(request), user)
-    return JsonResponse([_internal(i) for i in mb.items.values()
-                           if i.kind == _KINDS[kind] and (deleted or not i.deleted)])
+    return JsonResponse(
+        [_internal(i) for i in mb.items.values() if i.kind == _KINDS[kind] and (deleted or not i.deleted)]
+    )
 
 
 @router.post("/apps/{client_id}")
@@ -173,8 +180,12 @@ async def get_clock(request: Request) -> dict[str, Any]:
 @router.get("/subscriptions")
 async def list_subscriptions(request: Request) -> JsonResponse:
     sim = _sim(request)
-    return JsonResponse([{**s.render(), "immutableIds": s.immutable, "reauthorizationSent": s.reauth_sent}
-                           for s in sim.subscriptions.by_id.values()])
+    return JsonResponse(
+        [
+            {**s.render(), "immutableIds": s.immutable, "reauthorizationSent": s.reauth_sent}
+            for s in sim.subscriptions.by_id.values()
+        ]
+    )
 
 
 @router.post("/subscriptions/{sub_id}/lifecycle")
@@ -196,12 +207,18 @@ async def flush(request: Request, timeout: float = 10.0) -> JsonResponse:
 
 @router.get("/notifications")
 async def notifications(request: Request) -> JsonResponse:
-    """The last 1,000 delivery attempts (url, attempt, status, payload)."""
+    """The last delivery attempts (`notification_history_size`, 1,000 by default): url, attempt, status,
+    `sent_at` (epoch seconds of the POST) and the notifications."""
     return JsonResponse(list(_sim(request).notifier.history))
 
 
 @router.get("/stats")
 async def stats(request: Request) -> JsonResponse:
     sim = _sim(request)
-    return JsonResponse({**sim.stats.snapshot(), "notifications": sim.notifier.counters.as_dict(),
-                           "subscriptions": len(sim.subscriptions.by_id)})
+    return JsonResponse(
+        {
+            **sim.stats.snapshot(),
+            "notifications": sim.notifier.counters.as_dict(),
+            "subscriptions": len(sim.subscriptions.by_id),
+        }
+    )

@@ -37,9 +37,12 @@ def _encode(state: dict[str, Any]) -> str:
 
 
 def _gone() -> GraphError:
-    return GraphError(410, "syncStateNotFound",
-                      "The sync state is not found or has expired. Restart the synchronization with an initial "
-                      "delta request (no token).")
+    return GraphError(
+        410,
+        "syncStateNotFound",
+        "The sync state is not found or has expired. Restart the synchronization with an initial "
+        "delta request (no token).",
+    )
 
 
 def _decode(token: str, mb: Mailbox, container: Container) -> dict[str, Any]:
@@ -47,8 +50,12 @@ def _decode(token: str, mb: Mailbox, container: Container) -> dict[str, Any]:
         state = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, orjson.JSONDecodeError) as exc:
         raise _gone() from exc
-    if not isinstance(state, dict) or state.get("u") != mb.id or state.get("c") != container.id \
-            or state.get("ep") != mb.epoch:
+    if (
+        not isinstance(state, dict)
+        or state.get("u") != mb.id
+        or state.get("c") != container.id
+        or state.get("ep") != mb.epoch
+    ):
         raise _gone()
     return state
 
@@ -62,8 +69,9 @@ class Source:
 
     odata_type = ""
 
-    def __init__(self, sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container,
-                 render: Renderer | None = None) -> None:
+    def __init__(
+        self, sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container, render: Renderer | None = None
+    ) -> None:
         self.sim, self.req, self.mb, self.container = sim, req, mb, container
         self.render = render
         self.immutable = req.use_immutable()
@@ -94,8 +102,9 @@ class EventSource(Source):
 
     odata_type = "#microsoft.graph.event"
 
-    def __init__(self, sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container,
-                 window: tuple[datetime, datetime]) -> None:
+    def __init__(
+        self, sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container, window: tuple[datetime, datetime]
+    ) -> None:
         super().__init__(sim, req, mb, container)
         self.ws, self.we = window
 
@@ -107,8 +116,10 @@ class EventSource(Source):
 
     def _occurrence_removals(self, item: Item, reason: str) -> list[dict[str, Any]]:
         base = self._id(item)
-        return [removed(self.odata_type, events.occurrence_id(base, day), reason)
-                for day, _, _ in events.occurrences(item, self.ws, self.we)]
+        return [
+            removed(self.odata_type, events.occurrence_id(base, day), reason)
+            for day, _, _ in events.occurrences(item, self.ws, self.we)
+        ]
 
     def changed(self, key: str) -> list[dict[str, Any]]:
         occ = events.split_occurrence(key)
@@ -135,8 +146,11 @@ class EventSource(Source):
             return rows
         # An item that left the window is gone from this calendar view; one the client can't have
         # seen in it (created this round, or outside before and after the change) is not reported.
-        if item.created_seq > self.since or (item.prev_start is not None and not item.data.get("recurrence")
-                                             and not _overlaps(item.prev_start, item.prev_end, self.ws, self.we)):
+        if item.created_seq > self.since or (
+            item.prev_start is not None
+            and not item.data.get("recurrence")
+            and not _overlaps(item.prev_start, item.prev_end, self.ws, self.we)
+        ):
             return []
         return [removed(self.odata_type, self._id(item), "changed")]
 
@@ -155,8 +169,14 @@ def _page_size(sim: Simulator, req: GraphRequest) -> int:
     return min(size, MAX_PAGE)
 
 
-def run(sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container, source: Source,
-        extra_state: dict[str, Any] | None = None) -> dict[str, Any]:
+def run(
+    sim: Simulator,
+    req: GraphRequest,
+    mb: Mailbox,
+    container: Container,
+    source: Source,
+    extra_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One delta page: rows, then @odata.nextLink (more pages) or @odata.deltaLink (round done)."""
     size = _page_size(sim, req)
     skip = req.query.get("$skiptoken")
@@ -167,8 +187,15 @@ def run(sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container, so
         state = _decode(delta, mb, container)
         state = {**state, "ph": "c", "e": sim.store.seq, "pos": container.log_index_after(state["s"])}
     else:
-        state = {"u": mb.id, "c": container.id, "ep": mb.epoch, "ph": "i", "s": sim.store.seq, "pos": 0,
-                 **(extra_state or {})}
+        state = {
+            "u": mb.id,
+            "c": container.id,
+            "ep": mb.epoch,
+            "ph": "i",
+            "s": sim.store.seq,
+            "pos": 0,
+            **(extra_state or {}),
+        }
     rows: list[dict[str, Any]] = []
     more = False
     if state["ph"] == "i":
@@ -210,8 +237,9 @@ def run(sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container, so
 def calendar_view_delta(sim: Simulator, req: GraphRequest, mb: Mailbox, container: Container) -> dict[str, Any]:
     for banned in ("$select", "$filter", "$orderby", "$search", "$expand"):
         if banned in req.query:
-            raise GraphError(400, "ErrorInvalidUrlQuery",
-                             f"The query parameter '{banned}' is not supported with calendarView delta.")
+            raise GraphError(
+                400, "ErrorInvalidUrlQuery", f"The query parameter '{banned}' is not supported with calendarView delta."
+            )
     token = req.query.get("$skiptoken") or req.query.get("$deltatoken")
     if token:
         state = _decode(token, mb, container)
@@ -221,9 +249,12 @@ def calendar_view_delta(sim: Simulator, req: GraphRequest, mb: Mailbox, containe
         s = req.query.get("startDateTime") or req.query.get("startdatetime")
         e = req.query.get("endDateTime") or req.query.get("enddatetime")
         if not s or not e:
-            raise GraphError(400, "ErrorInvalidParameter",
-                             "This request requires a time window specified by the query string parameters "
-                             "StartDateTime and EndDateTime.")
+            raise GraphError(
+                400,
+                "ErrorInvalidParameter",
+                "This request requires a time window specified by the query string parameters "
+                "StartDateTime and EndDateTime.",
+            )
         window = (parse_instant(s), parse_instant(e))
         extra = {"ws": window[0].isoformat(), "we": window[1].isoformat()}
     source = EventSource(sim, req, mb, container, window)

@@ -16,7 +16,8 @@ def check_if_match(req: GraphRequest, item: Item) -> None:
     wanted = {v.strip().removeprefix("W/").strip('"') for v in header.split(",")}
     if item.change_key not in wanted:
         raise GraphError(
-            412, "ErrorIrresolvableConflict",
+            412,
+            "ErrorIrresolvableConflict",
             "The send or update operation could not be performed because the change key passed in the "
             "request does not match the current change key for the item.",
         )

@@ -31,9 +31,23 @@ _SENSITIVITY = {"normal", "personal", "private", "confidential"}
 _SHOW_AS = {"free", "tentative", "busy", "oof", "workingElsewhere", "unknown"}
 _NO_RESPONSE = {"response": "none", "time": "0001-01-01T00:00:00Z"}
 _SETTABLE = {
-    "subject", "body", "location", "locations", "sensitivity", "showAs", "categories", "attendees",
-    "importance", "isReminderOn", "reminderMinutesBeforeStart", "isOnlineMeeting", "responseRequested",
-    "allowNewTimeProposals", "hideAttendees", "transactionId", "isCancelled",
+    "subject",
+    "body",
+    "location",
+    "locations",
+    "sensitivity",
+    "showAs",
+    "categories",
+    "attendees",
+    "importance",
+    "isReminderOn",
+    "reminderMinutesBeforeStart",
+    "isOnlineMeeting",
+    "responseRequested",
+    "allowNewTimeProposals",
+    "hideAttendees",
+    "transactionId",
+    "isCancelled",
 }
 _MEETING_FIELDS = {"start", "end", "subject", "location", "attendees", "recurrence", "isAllDay"}
 
@@ -79,14 +93,16 @@ def _all_day_bound(value: dict[str, Any] | None, existing: datetime | None, curr
     # zone." All-day events float: the day is kept whatever zone they are shown in.
     if value is None:
         assert existing is not None
-        return existing.replace(tzinfo=None) if existing.tzinfo is None else \
-            datetime.combine(existing.date(), time())
+        return existing.replace(tzinfo=None) if existing.tzinfo is None else datetime.combine(existing.date(), time())
     local = parse_local(value["dateTime"])
     if local.tzinfo is not None:
         local = local.replace(tzinfo=None)
     if local.time() != time():
-        raise GraphError(400, "ErrorInvalidRequest",
-                         "All-day events must start and end at midnight (00:00:00) in the event's time zone.")
+        raise GraphError(
+            400,
+            "ErrorInvalidRequest",
+            "All-day events must start and end at midnight (00:00:00) in the event's time zone.",
+        )
     return local
 
 
@@ -106,11 +122,13 @@ def _normal_attendees(attendees: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for a in attendees:
         addr = a.get("emailAddress") or {}
-        out.append({
-            "type": a.get("type") or "required",
-            "status": a.get("status") or dict(_NO_RESPONSE),
-            "emailAddress": {"name": addr.get("name") or addr.get("address"), "address": addr.get("address")},
-        })
+        out.append(
+            {
+                "type": a.get("type") or "required",
+                "status": a.get("status") or dict(_NO_RESPONSE),
+                "emailAddress": {"name": addr.get("name") or addr.get("address"), "address": addr.get("address")},
+            }
+        )
     return out
 
 
@@ -133,8 +151,10 @@ def _assign(item: Item, body: dict[str, Any]) -> None:
         elif key == "location":
             value = _location(value)
         elif key == "body":
-            value = {"contentType": (value or {}).get("contentType", "text").lower(),
-                     "content": (value or {}).get("content", "")}
+            value = {
+                "contentType": (value or {}).get("contentType", "text").lower(),
+                "content": (value or {}).get("content", ""),
+            }
         item.data[key] = value
 
 
@@ -151,8 +171,9 @@ def _preview(body: dict[str, Any]) -> str:
     return " ".join(text.split())[:255]
 
 
-def render(sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest,
-           expand: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
+def render(
+    sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest, expand: dict[str, list[str] | None] | None = None
+) -> dict[str, Any]:
     """The event as Graph returns it (times in UTC unless Prefer: outlook.timezone)."""
     tz = req.prefs.timezone
     if tz:
@@ -210,8 +231,14 @@ def render(sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest,
     return doc
 
 
-def render_occurrence(sim: Simulator, mb: Mailbox, master: Item, day: str, req: GraphRequest,
-                      expand: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
+def render_occurrence(
+    sim: Simulator,
+    mb: Mailbox,
+    master: Item,
+    day: str,
+    req: GraphRequest,
+    expand: dict[str, list[str] | None] | None = None,
+) -> dict[str, Any]:
     """An occurrence or exception of a series, derived from its master."""
     doc = render(sim, mb, master, req, expand)
     start, end = occurrence_times(master, date.fromisoformat(day))
@@ -295,8 +322,9 @@ def overlaps(item: Item, window_start: datetime, window_end: datetime) -> bool:
 
 
 # ---- writes ----------------------------------------------------------------------------------
-def create(sim: Simulator, mb: Mailbox, body: dict[str, Any], calendar_id: str | None = None,
-           notify: bool = True) -> Item:
+def create(
+    sim: Simulator, mb: Mailbox, body: dict[str, Any], calendar_id: str | None = None, notify: bool = True
+) -> Item:
     """Create an event (used by POST and by /_sim seeding)."""
     _validate_fields(body)
     start, end, all_day, tz_start, tz_end = _times(body, None)
@@ -306,14 +334,16 @@ def create(sim: Simulator, mb: Mailbox, body: dict[str, Any], calendar_id: str |
     now = sim.clock.now()
     item = Item(KIND, ids.immutable_id(), ids.regular_id(), cid, {}, now, now, ids.change_key())
     item.start, item.end = start, end
-    item.data.update({
-        "isAllDay": all_day,
-        "originalStartTimeZone": tz_start,
-        "originalEndTimeZone": tz_end,
-        "iCalUId": ids.ical_uid(),
-        "organizer": {"emailAddress": {"name": mb.user["displayName"], "address": mb.user["mail"]}},
-        "recurrence": body.get("recurrence"),
-    })
+    item.data.update(
+        {
+            "isAllDay": all_day,
+            "originalStartTimeZone": tz_start,
+            "originalEndTimeZone": tz_end,
+            "iCalUId": ids.ical_uid(),
+            "organizer": {"emailAddress": {"name": mb.user["displayName"], "address": mb.user["mail"]}},
+            "recurrence": body.get("recurrence"),
+        }
+    )
     _assign(item, body)
     apply_props(item, body.get("singleValueExtendedProperties"))
     sim.store.insert(mb, item, notify=notify)
@@ -345,13 +375,15 @@ def update(sim: Simulator, mb: Mailbox, item: Item, body: dict[str, Any]) -> Non
 
 def _send(sim: Simulator, mb: Mailbox, item: Item, kind: str) -> None:
     """Exchange mails attendees when an organizer creates, changes or cancels a meeting (R31)."""
-    mb.outbox.append({
-        "type": kind,
-        "eventId": item.key,
-        "subject": item.data.get("subject", ""),
-        "to": [a["emailAddress"]["address"] for a in item.data.get("attendees") or []],
-        "sentDateTime": fmt_utc_stamp(sim.clock.now()),
-    })
+    mb.outbox.append(
+        {
+            "type": kind,
+            "eventId": item.key,
+            "subject": item.data.get("subject", ""),
+            "to": [a["emailAddress"]["address"] for a in item.data.get("attendees") or []],
+            "sentDateTime": fmt_utc_stamp(sim.clock.now()),
+        }
+    )
 
 
 # ---- handlers -----------------------------------------------------------------------------------
@@ -443,8 +475,9 @@ async def update_event(sim: Simulator, req: GraphRequest, mb: Mailbox, id: str) 
     return render(sim, mb, item, req)
 
 
-def _update_occurrence(sim: Simulator, mb: Mailbox, master: Item, day: str, body: dict[str, Any],
-                       req: GraphRequest) -> None:
+def _update_occurrence(
+    sim: Simulator, mb: Mailbox, master: Item, day: str, body: dict[str, Any], req: GraphRequest
+) -> None:
     """PATCH on an occurrence turns it into an exception of the series."""
     _validate_fields(body)
     override = master.exceptions.setdefault(day, {})
@@ -498,14 +531,24 @@ def _window(req: GraphRequest) -> tuple[datetime, datetime]:
     s = req.query.get("startDateTime") or req.query.get("startdatetime")
     e = req.query.get("endDateTime") or req.query.get("enddatetime")
     if not s or not e:
-        raise GraphError(400, "ErrorInvalidParameter",
-                         "This request requires a time window specified by the query string parameters "
-                         "StartDateTime and EndDateTime.")
+        raise GraphError(
+            400,
+            "ErrorInvalidParameter",
+            "This request requires a time window specified by the query string parameters "
+            "StartDateTime and EndDateTime.",
+        )
     return parse_instant(s), parse_instant(e)
 
 
-def in_window(sim: Simulator, mb: Mailbox, item: Item, ws: datetime, we: datetime, req: GraphRequest,
-              expand: dict[str, list[str] | None] | None = None) -> list[dict[str, Any]]:
+def in_window(
+    sim: Simulator,
+    mb: Mailbox,
+    item: Item,
+    ws: datetime,
+    we: datetime,
+    req: GraphRequest,
+    expand: dict[str, list[str] | None] | None = None,
+) -> list[dict[str, Any]]:
     """The calendarView rows an item contributes: itself, or its occurrences in the window."""
     if item.data.get("recurrence"):
         return [render_occurrence(sim, mb, item, day, req, expand) for day, _, _ in occurrences(item, ws, we)]
@@ -532,9 +575,10 @@ async def calendar_view(sim: Simulator, req: GraphRequest, mb: Mailbox, cal: str
     size = req.page_size(sim.config.default_page_size)
     skip = int(req.query.get("$skip") or 0)
     chunk = [
-        odata.select(render_occurrence(sim, mb, item, day, req, expand) if day else render(sim, mb, item, req, expand),
-                     req)
-        for _, _, item, day in hits[skip:skip + size]
+        odata.select(
+            render_occurrence(sim, mb, item, day, req, expand) if day else render(sim, mb, item, req, expand), req
+        )
+        for _, _, item, day in hits[skip : skip + size]
     ]
     nxt = None
     if skip + size < len(hits):

@@ -21,12 +21,23 @@ def apply_props(item: Item, props: Any) -> None:
     for prop in props:
         pid = (prop or {}).get("id")
         if not pid or "value" not in prop:
-            raise GraphError(400, "ErrorInvalidExtendedPropertyValue",
-                             "An extended property needs an id and a value.")
-        if pid.split(" ", 1)[0] not in {"String", "Integer", "Boolean", "SystemTime", "Long", "Double",
-                                        "Binary", "Guid", "Short", "Float", "Currency", "Object", "ApplicationTime"}:
-            raise GraphError(400, "ErrorInvalidExtendedProperty",
-                             f"The extended property id '{pid}' is not valid.")
+            raise GraphError(400, "ErrorInvalidExtendedPropertyValue", "An extended property needs an id and a value.")
+        if pid.split(" ", 1)[0] not in {
+            "String",
+            "Integer",
+            "Boolean",
+            "SystemTime",
+            "Long",
+            "Double",
+            "Binary",
+            "Guid",
+            "Short",
+            "Float",
+            "Currency",
+            "Object",
+            "ApplicationTime",
+        }:
+            raise GraphError(400, "ErrorInvalidExtendedProperty", f"The extended property id '{pid}' is not valid.")
         item.ext_props[pid.lower()] = (pid, str(prop["value"]))
 
 

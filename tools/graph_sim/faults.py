@@ -97,8 +97,9 @@ class Faults:
                 burst.count -= 1
                 headers = {"Retry-After": _fmt(burst.retry_after)} if burst.retry_after is not None else {}
                 if status == 503:
-                    raise GraphError(503, "serviceNotAvailable",
-                                     "The service is temporarily unavailable. Try again later.", headers)
+                    raise GraphError(
+                        503, "serviceNotAvailable", "The service is temporarily unavailable. Try again later.", headers
+                    )
                 raise GraphError(429, "TooManyRequests", "Please retry again later.", headers)
         t = s.throttling
         if not t.enabled or mailbox is None:
@@ -110,11 +111,16 @@ class Faults:
             window.popleft()
         if len(window) >= t.requests:
             wait = max(1, math.ceil(window[0] + t.window_seconds - now))
-            raise GraphError(429, "ApplicationThrottled", "Application is over its MailboxRequests limit.",
-                             {"Retry-After": str(wait)})
+            raise GraphError(
+                429,
+                "ApplicationThrottled",
+                "Application is over its MailboxRequests limit.",
+                {"Retry-After": str(wait)},
+            )
         if self.inflight.get(key, 0) >= t.concurrency:
-            raise GraphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
-                             {"Retry-After": "1"})
+            raise GraphError(
+                429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", {"Retry-After": "1"}
+            )
         window.append(now)
         self.inflight[key] = self.inflight.get(key, 0) + 1
         return key

@@ -77,7 +77,7 @@ class GraphGateway:
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         req = GraphRequest(
             method=scope["method"],
-            path=scope["path"][len(PREFIX):],
+            path=scope["path"][len(PREFIX) :],
             query=query,
             headers=headers,
             body=body,
@@ -104,4 +104,3 @@ async def send_response(send: Send, resp: GraphResponse, client_request_id: str 
     out.append((b"content-length", str(len(payload)).encode()))
     await send({"type": "http.response.start", "status": resp.status, "headers": out})
     await send({"type": "http.response.body", "body": payload})
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,7 @@ class Notifier:
         self.targets: dict[str, Target] = {}
         self.counters = Counters()
         self.outstanding = 0
-        self.history: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.history: deque[dict[str, Any]] = deque(maxlen=sim.config.notification_history_size)
         self._idle: asyncio.Event | None = None
         self._clients: dict[str, httpx.AsyncClient] = {}
 
@@ -85,14 +86,15 @@ class Notifier:
         """http targets, and https on loopback without verification; other https verified."""
         scheme = urlsplit(url).scheme
         if scheme == "http" or is_loopback(url):
-            name, verify = "loopback", False if self.sim.config.notification_ca_bundle is None \
-                else self.sim.config.notification_ca_bundle
+            name, verify = (
+                "loopback",
+                False if self.sim.config.notification_ca_bundle is None else self.sim.config.notification_ca_bundle,
+            )
         else:
             name, verify = "verified", self.sim.config.notification_ca_bundle or True
         client = self._clients.get(name)
         if client is None:
-            client = httpx.AsyncClient(verify=verify, trust_env=False,
-                                       timeout=self.sim.config.delivery_timeout_seconds)
+            client = httpx.AsyncClient(verify=verify, trust_env=False, timeout=self.sim.config.delivery_timeout_seconds)
             self._clients[name] = client
         return client
 
@@ -122,8 +124,9 @@ class Notifier:
             self._idle.set()
         return self._idle
 
-    def enqueue(self, url: str, notification: dict[str, Any], lifecycle: bool = False,
-                subscription_id: str | None = None) -> None:
+    def enqueue(
+        self, url: str, notification: dict[str, Any], lifecycle: bool = False, subscription_id: str | None = None
+    ) -> None:
         """Queue one notification; change notifications are subject to the notification faults."""
         target = self.targets.get(url)
         if target is None:
@@ -223,14 +226,23 @@ class Notifier:
                 self.counters.retries += 1
                 await asyncio.sleep(cfg.delivery_backoff_seconds * (2 ** (attempt - 1)))
             status: int | str
+            # Wall-clock time of the POST: benchmarks time a change from here to the other side.
+            sent_at = time.time()
             try:
                 self.counters.posts += 1
                 resp = await client.post(url, content=payload, headers={"Content-Type": "application/json"})
                 status = resp.status_code
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
-            self.history.append({"url": url, "attempt": attempt + 1, "status": status,
-                                 "value": [p.notification for p in batch]})
+            self.history.append(
+                {
+                    "url": url,
+                    "attempt": attempt + 1,
+                    "status": status,
+                    "sent_at": sent_at,
+                    "value": [p.notification for p in batch],
+                }
+            )
             if isinstance(status, int) and 200 <= status < 300:
                 return True
         return False

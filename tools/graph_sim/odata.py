@@ -30,9 +30,12 @@ def ext_filter(req: GraphRequest) -> tuple[str, str | None] | None:
         return None
     m = _EXT_FILTER.match(text)
     if m is None:
-        raise GraphError(400, "ErrorInvalidUrlQueryFilter",
-                         "The simulator supports only $filter=singleValueExtendedProperties/Any(ep: ep/id eq "
-                         f"'...' and ep/value eq '...'); got: {text}")
+        raise GraphError(
+            400,
+            "ErrorInvalidUrlQueryFilter",
+            "The simulator supports only $filter=singleValueExtendedProperties/Any(ep: ep/id eq "
+            f"'...' and ep/value eq '...'); got: {text}",
+        )
     value = m.group(3)
     return m.group(2).replace("''", "'").lower(), value.replace("''", "'") if value is not None else None
 
@@ -51,8 +54,11 @@ def expansions(req: GraphRequest) -> dict[str, list[str] | None]:
             if flt is None:
                 out["singleValueExtendedProperties"] = None
             else:
-                wanted = [x.group(1).replace("''", "'").lower()
-                          for x in (_ID_EQ.fullmatch(p) for p in re.split(r"\s+or\s+", flt, flags=re.I)) if x]
+                wanted = [
+                    x.group(1).replace("''", "'").lower()
+                    for x in (_ID_EQ.fullmatch(p) for p in re.split(r"\s+or\s+", flt, flags=re.I))
+                    if x
+                ]
                 if not wanted:
                     raise GraphError(400, "BadRequest", f"Unsupported $expand filter: {flt}")
                 out["singleValueExtendedProperties"] = wanted
@@ -95,8 +101,9 @@ def context(req: GraphRequest, fragment: str) -> str:
     return f"{req.base_url}/$metadata#{fragment}"
 
 
-def page(req: GraphRequest, values: list[dict[str, Any]], fragment: str,
-         next_link: str | None = None) -> dict[str, Any]:
+def page(
+    req: GraphRequest, values: list[dict[str, Any]], fragment: str, next_link: str | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"@odata.context": context(req, fragment), "value": values}
     if next_link:
         body["@odata.nextLink"] = next_link

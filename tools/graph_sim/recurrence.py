@@ -30,7 +30,12 @@ def validate(recurrence: dict[str, Any]) -> None:
     pattern = recurrence.get("pattern") or {}
     rng = recurrence.get("range") or {}
     if pattern.get("type") not in {
-        "daily", "weekly", "absoluteMonthly", "relativeMonthly", "absoluteYearly", "relativeYearly",
+        "daily",
+        "weekly",
+        "absoluteMonthly",
+        "relativeMonthly",
+        "absoluteYearly",
+        "relativeYearly",
     }:
         raise GraphError(400, "ErrorInvalidRequest", "Recurrence pattern type is missing or invalid.")
     if rng.get("type") not in {"endDate", "noEnd", "numbered"} or not rng.get("startDate"):

@@ -132,8 +132,14 @@ class Router:
     def add(self, method: str, template: str, handler: Handler, permission: str | None = None) -> None:
         parts = re.split(r"\{(\w+)\}", template.rstrip("/"))
         pattern = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
-        route = Route(method, template, re.compile(f"^{pattern}/?$", re.IGNORECASE), handler, permission,
-                      template.startswith("/users/{user}/"))
+        route = Route(
+            method,
+            template,
+            re.compile(f"^{pattern}/?$", re.IGNORECASE),
+            handler,
+            permission,
+            template.startswith("/users/{user}/"),
+        )
         self.routes.append(route)
         first = template.strip("/").split("/")[0].lower()
         self.by_first.setdefault(first, []).append(route)
@@ -152,8 +158,7 @@ class Router:
         if allowed:
             raise GraphError(405, "Request_BadRequest", f"The HTTP method '{method}' is not supported.")
         if first == "me":
-            raise GraphError(400, "BadRequest",
-                             "/me request is only valid with delegated authentication flow.")
+            raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{first}'.")
 
 

@@ -29,9 +29,17 @@ class Simulator:
         self.store.listeners.append(self.subscriptions.on_change)
         self.router = Router()
         # delta routes first: `/contacts/delta` must win over `/contacts/{id}`
-        for register in (delta.register, contacts.register_delta, todo.register_delta, users.register,
-                         events.register, contacts.register, todo.register, subscriptions.register,
-                         batch.register):
+        for register in (
+            delta.register,
+            contacts.register_delta,
+            todo.register_delta,
+            users.register,
+            events.register,
+            contacts.register,
+            todo.register,
+            subscriptions.register,
+            batch.register,
+        ):
             register(self, self.router)
 
     def reset(self) -> None:

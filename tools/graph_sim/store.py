@@ -194,9 +194,16 @@ class Store:
         folder = Container(ids.folder_id(), CONTACT_FOLDER, {"displayName": "Contacts", "parentFolderId": None})
         mb.contact_folders[folder.id] = folder
         mb.default_contact_folder = folder.id
-        tasks = Container(ids.todo_id(), TODO_LIST, {
-            "displayName": "Tasks", "isOwner": True, "isShared": False, "wellknownListName": "defaultList",
-        })
+        tasks = Container(
+            ids.todo_id(),
+            TODO_LIST,
+            {
+                "displayName": "Tasks",
+                "isOwner": True,
+                "isShared": False,
+                "wellknownListName": "defaultList",
+            },
+        )
         mb.todo_lists[tasks.id] = tasks
         mb.default_todo_list = tasks.id
 
@@ -209,8 +216,11 @@ class Store:
         if mb is None:
             raise invalid_user(user)
         if not mb.enabled:
-            raise GraphError(404, "MailboxNotEnabledForRESTAPI",
-                             "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
+            raise GraphError(
+                404,
+                "MailboxNotEnabledForRESTAPI",
+                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            )
         return mb
 
     def user(self, user: str) -> Mailbox:
@@ -220,9 +230,11 @@ class Store:
             uid = self.by_name.get(user.lower())
             mb = self.mailboxes.get(uid) if uid else None
         if mb is None:
-            raise GraphError(404, "Request_ResourceNotFound",
-                             f"Resource '{user}' does not exist or one of its queried reference-property "
-                             "objects are not present.")
+            raise GraphError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{user}' does not exist or one of its queried reference-property objects are not present.",
+            )
         return mb
 
     # changes -----------------------------------------------------------------------------------
@@ -239,8 +251,15 @@ class Store:
         self.changed(mb, item, "created", notify=notify)
         item.created_seq = item.seq
 
-    def changed(self, mb: Mailbox, item: Item, change_type: str, notify: bool = True,
-                resource_key: str | None = None, container_id: str | None = None) -> None:
+    def changed(
+        self,
+        mb: Mailbox,
+        item: Item,
+        change_type: str,
+        notify: bool = True,
+        resource_key: str | None = None,
+        container_id: str | None = None,
+    ) -> None:
         """Record a change in the folder's log and tell listeners (subscriptions)."""
         seq = self.next_seq()
         item.seq = seq

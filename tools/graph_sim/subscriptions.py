@@ -121,12 +121,15 @@ class Subscriptions:
                 continue
             if sub.container_id is not None and sub.container_id != container_id:
                 continue
-            self.sim.notifier.enqueue(sub.notification_url, self._notification(sub, mb, item, change_type,
-                                                                               container_id, key),
-                                      subscription_id=sub.id)
+            self.sim.notifier.enqueue(
+                sub.notification_url,
+                self._notification(sub, mb, item, change_type, container_id, key),
+                subscription_id=sub.id,
+            )
 
-    def _notification(self, sub: Subscription, mb: Mailbox, item: Item, change_type: str, container_id: str,
-                      key: str) -> dict[str, Any]:
+    def _notification(
+        self, sub: Subscription, mb: Mailbox, item: Item, change_type: str, container_id: str, key: str
+    ) -> dict[str, Any]:
         occ = events.split_occurrence(key)
         if sub.immutable:
             item_id = key
@@ -159,13 +162,18 @@ class Subscriptions:
         sub = sub or self.by_id.get(sub_id)
         if sub is None or not sub.lifecycle_url:
             return False
-        self.sim.notifier.enqueue(sub.lifecycle_url, {
-            "subscriptionId": sub.id,
-            "subscriptionExpirationDateTime": fmt_utc_stamp(sub.expiration),
-            "tenantId": sub.tenant_id,
-            "clientState": sub.client_state,
-            "lifecycleEvent": event,
-        }, lifecycle=True, subscription_id=sub.id)
+        self.sim.notifier.enqueue(
+            sub.lifecycle_url,
+            {
+                "subscriptionId": sub.id,
+                "subscriptionExpirationDateTime": fmt_utc_stamp(sub.expiration),
+                "tenantId": sub.tenant_id,
+                "clientState": sub.client_state,
+                "lifecycleEvent": event,
+            },
+            lifecycle=True,
+            subscription_id=sub.id,
+        )
         return True
 
     def lifecycle(self, sub_id: str, event: str) -> None:
@@ -188,8 +196,11 @@ class Subscriptions:
         for sub in list(self.by_id.values()):
             if sub.expiration <= now:
                 self.remove(sub.id)
-            elif not sub.reauth_sent and sub.lifecycle_url and sub.expiration - now <= min(
-                    lead, (sub.expiration - (sub.renewed_at or now)) / 4):
+            elif (
+                not sub.reauth_sent
+                and sub.lifecycle_url
+                and sub.expiration - now <= min(lead, (sub.expiration - (sub.renewed_at or now)) / 4)
+            ):
                 sub.reauth_sent = True
                 self.send_lifecycle(sub.id, "reauthorizationRequired", sub)
 
@@ -213,17 +224,24 @@ class Subscriptions:
         sep = "&" if "?" in url else "?"
         client = self.sim.notifier.client_for(url)
         failure = GraphError(
-            400, "ValidationError",
+            400,
+            "ValidationError",
             "Subscription validation request failed. Notification endpoint must respond with 200 OK to "
-            "validation request.")
+            "validation request.",
+        )
         try:
-            resp = await client.post(f"{url}{sep}validationToken={quote(token)}",
-                                     headers={"Content-Type": "text/plain; charset=utf-8"},
-                                     timeout=self.sim.config.handshake_timeout_seconds)
+            resp = await client.post(
+                f"{url}{sep}validationToken={quote(token)}",
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+                timeout=self.sim.config.handshake_timeout_seconds,
+            )
         except httpx.HTTPError as exc:
             raise failure from exc
-        if resp.status_code != 200 or resp.text != token or \
-                not resp.headers.get("content-type", "").startswith("text/plain"):
+        if (
+            resp.status_code != 200
+            or resp.text != token
+            or not resp.headers.get("content-type", "").startswith("text/plain")
+        ):
             raise failure
 
 
@@ -238,8 +256,9 @@ def _parse_expiry(sim: Simulator, value: Any) -> datetime:
     if expiry <= now:
         raise GraphError(400, "InvalidRequest", "Subscription expiration date must be in the future.")
     if expiry > now + timedelta(minutes=MAX_MINUTES, seconds=30):
-        raise GraphError(400, "InvalidRequest",
-                         f"Subscription expiration can only be {MAX_MINUTES} minutes in the future.")
+        raise GraphError(
+            400, "InvalidRequest", f"Subscription expiration can only be {MAX_MINUTES} minutes in the future."
+        )
     return expiry
 
 
@@ -279,11 +298,21 @@ async def create_subscription(sim: Simulator, req: GraphRequest) -> Any:
     if lifecycle_url:
         await sim.subscriptions.validate_endpoint(lifecycle_url)
     sub = Subscription(
-        id=str(uuid.uuid4()), resource=resource, change_types=set(types), change_type_text=",".join(types),
-        notification_url=notification_url, lifecycle_url=lifecycle_url, client_state=client_state,
-        expiration=expiry, app_id=claims.get("appid", ""), tenant_id=claims.get("tid", sim.config.tenant_id),
-        user_id=mb.id, kind={"event": "event", "contact": "contact", "task": "task"}[kind],
-        container_id=container_id, immutable=req.use_immutable(), renewed_at=sim.clock.now(),
+        id=str(uuid.uuid4()),
+        resource=resource,
+        change_types=set(types),
+        change_type_text=",".join(types),
+        notification_url=notification_url,
+        lifecycle_url=lifecycle_url,
+        client_state=client_state,
+        expiration=expiry,
+        app_id=claims.get("appid", ""),
+        tenant_id=claims.get("tid", sim.config.tenant_id),
+        user_id=mb.id,
+        kind={"event": "event", "contact": "contact", "task": "task"}[kind],
+        container_id=container_id,
+        immutable=req.use_immutable(),
+        renewed_at=sim.clock.now(),
     )
     sim.subscriptions.add(sub)
     sim.subscriptions.ensure_ticker()

@@ -53,8 +53,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 class SimServer:
     """The simulator under uvicorn with TLS, on a free port (or `port`), in a background thread."""
 
-    def __init__(self, config: SimConfig | None = None, port: int = 0, host: str = "127.0.0.1",
-                 tls_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, port: int = 0, host: str = "127.0.0.1", tls_dir: str | Path | None = None
+    ) -> None:
         self.config = config or SimConfig()
         self.host = host
         self._port = port
@@ -101,9 +102,18 @@ class SimServer:
         self._sock = sock
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, host=self.host, port=self._port, ssl_certfile=str(self.tls.cert_path),
-            ssl_keyfile=str(self.tls.key_path), log_level="warning", access_log=False, lifespan="off",
-            http="httptools", loop="none", timeout_keep_alive=30, timeout_graceful_shutdown=1,
+            self.app,
+            host=self.host,
+            port=self._port,
+            ssl_certfile=str(self.tls.cert_path),
+            ssl_keyfile=str(self.tls.key_path),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http="httptools",
+            loop="none",
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         started = threading.Event()

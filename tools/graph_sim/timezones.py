@@ -39,8 +39,11 @@ def zone(name: str | None) -> tzinfo:
         return UTC
     tz = _zone(name)
     if tz is None:
-        raise GraphError(400, "TimeZoneNotSupportedException", f"A valid TimeZone value must be specified. "
-                         f"The following TimeZone value is not supported: '{name}'.")
+        raise GraphError(
+            400,
+            "TimeZoneNotSupportedException",
+            f"A valid TimeZone value must be specified. The following TimeZone value is not supported: '{name}'.",
+        )
     return tz
 
 

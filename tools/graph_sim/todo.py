@@ -49,8 +49,9 @@ def _assign(sim: Simulator, item: Item, body: dict[str, Any]) -> None:
         item.data["completedDateTime"] = None
 
 
-def render(sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest,
-           expand: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
+def render(
+    sim: Simulator, mb: Mailbox, item: Item, req: GraphRequest, expand: dict[str, list[str] | None] | None = None
+) -> dict[str, Any]:
     d = item.data
     tz = req.prefs.timezone
     doc: dict[str, Any] = {
@@ -95,8 +96,7 @@ def _task(mb: Mailbox, list_id: str, task_id: str) -> Item:
     return item
 
 
-def create(sim: Simulator, mb: Mailbox, body: dict[str, Any], list_id: str | None = None,
-           notify: bool = True) -> Item:
+def create(sim: Simulator, mb: Mailbox, body: dict[str, Any], list_id: str | None = None, notify: bool = True) -> Item:
     lid = list_id or mb.default_todo_list
     _list(mb, lid)
     if not body.get("title"):
@@ -126,8 +126,14 @@ def _add_linked(item: Item, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _render_list(mb: Mailbox, c: Container) -> dict[str, Any]:
-    return {"@odata.etag": f'W/"{c.id[-12:]}"', "displayName": c.data["displayName"], "isOwner": True,
-            "isShared": False, "wellknownListName": c.data.get("wellknownListName", "none"), "id": c.id}
+    return {
+        "@odata.etag": f'W/"{c.id[-12:]}"',
+        "displayName": c.data["displayName"],
+        "isOwner": True,
+        "isShared": False,
+        "wellknownListName": c.data.get("wellknownListName", "none"),
+        "id": c.id,
+    }
 
 
 async def list_lists(sim: Simulator, req: GraphRequest, mb: Mailbox) -> Any:

@@ -25,13 +25,14 @@ async def list_users(sim: Simulator, req: GraphRequest) -> Any:
         m = _EQ.match(flt)
         if not m:
             raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported query: {flt}")
-        field = {"mail": "mail", "userprincipalname": "userPrincipalName", "id": "id",
-                 "displayname": "displayName"}[m.group(1).lower()]
+        field = {"mail": "mail", "userprincipalname": "userPrincipalName", "id": "id", "displayname": "displayName"}[
+            m.group(1).lower()
+        ]
         value = m.group(2).replace("''", "'").lower()
         users = [u for u in users if str(u.get(field) or "").lower() == value]
     size = req.page_size(100)
     skip = int(req.query.get("$skiptoken") or 0)
-    chunk = [odata.select(dict(u), req) for u in users[skip:skip + size]]
+    chunk = [odata.select(dict(u), req) for u in users[skip : skip + size]]
     nxt = None
     if skip + size < len(users):
         nxt = odata.link(req, req.path, {**req.query, "$skiptoken": str(skip + size)})

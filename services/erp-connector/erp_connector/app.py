@@ -16,13 +16,14 @@ from erp_connector import webhooks
 from erp_connector.api import api_router
 from erp_connector.api.responses import install_error_handlers
 from erp_connector.database import Database
-from erp_connector.outbox import OutboxRelay
+from erp_connector.outbox import OutboxProbe, OutboxRelay
 from erp_connector.settings import ErpConnectorSettings, get_settings
 from erp_connector.unit_of_work import UnitOfWork
 from shared.bus import Bus
 from shared.errors import BrokerUnavailable
 from shared.health import Check, health_router
 from shared.logs import setup_logging
+from shared.metrics import Sampler
 from shared.migrations import upgrade
 from shared.telemetry import instrument_app, setup_telemetry
 
@@ -88,10 +89,13 @@ def create_app(settings: ErpConnectorSettings | None = None) -> FastAPI:
         connector = asyncio.create_task(connect_bus(bus, settings.erp_broker_retry_s, broker_ready))
         relay_task = asyncio.create_task(relay.run())
         relay_task.add_done_callback(_report_relay_end)
+        gauges = Sampler(SERVICE, [OutboxProbe(db)])
+        gauges.start()
         log.info("erp-connector ready", extra={"port": settings.erp_connector_port})
         try:
             yield
         finally:
+            await gauges.stop()
             relay.stop()
             connector.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -103,7 +107,9 @@ def create_app(settings: ErpConnectorSettings | None = None) -> FastAPI:
 
     # Telemetry is set up here, not in the lifespan: instrumenting adds middleware, which
     # Starlette refuses once the app has started.
-    setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
+    setup_telemetry(
+        SERVICE, settings.otel_exporter_otlp_endpoint, user_salt=settings.telemetry_user_salt.get_secret_value()
+    )
     app = FastAPI(
         title="erp-connector",
         version="1.0",

@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,6 +28,7 @@ from erp_connector.settings import ErpConnectorSettings
 from shared.bus import Bus
 from shared.envelope import Envelope, Kind, MessageType
 from shared.errors import BrokerUnavailable
+from shared.metrics import SampledGauge
 from shared.telemetry import meter
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ _tracer = trace.get_tracer("erp_connector.outbox")
 _meter = meter("erp_connector.outbox")
 relayed = _meter.create_counter("erp_outbox_relayed", description="Outbox rows published to the bus")
 relay_failures = _meter.create_counter("erp_outbox_relay_failures", description="Outbox publishes that failed")
+backlog = SampledGauge("erp_outbox_unsent", "Outbox rows not yet published to the bus")
+backlog_age = SampledGauge("erp_outbox_oldest_unsent_seconds", "Age of the oldest unpublished outbox row", unit="s")
 
 
 def record(
@@ -202,3 +205,22 @@ class OutboxRelay:
             )
             await session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff))  # type: ignore[call-overload]
             await session.exec(delete(WebhookSeen).where(col(WebhookSeen.received_at) < cutoff))  # type: ignore[call-overload]
+
+
+class OutboxProbe:
+    """How many changes wait in the outbox, and since when (a broker outage shows here first)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def sample(self) -> None:
+        query = select(func.count(), func.min(OutboxMessage.occurred_at)).where(col(OutboxMessage.sent_at).is_(None))
+        async with self.db.read() as session:
+            count, oldest = (await session.exec(query)).one()  # type: ignore[call-overload]
+        backlog.set(self, {(): float(count)})
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        backlog_age.set(self, {(): max(age, 0.0)})
+
+    def forget(self) -> None:
+        backlog.forget(self)
+        backlog_age.forget(self)

@@ -18,12 +18,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from graph_webhook import lifecycle, notifications
+from graph_webhook import lifecycle, notifications, status
 from graph_webhook.cache import SubscriptionCache
 from graph_webhook.directory import ErpDirectory, UserDirectory
 from graph_webhook.lifecycle import LifecycleHandler
 from graph_webhook.notifications import NotificationIntake
 from graph_webhook.settings import GraphWebhookSettings, get_settings
+from graph_webhook.subscription_gauges import SubscriptionProbe
 from graph_webhook.subscriptions import SubscriptionManager
 from shared import db
 from shared.bus import Bus
@@ -31,6 +32,7 @@ from shared.errors import BrokerUnavailable
 from shared.graph import GraphClient
 from shared.health import health_router
 from shared.logs import setup_logging
+from shared.metrics import Sampler
 from shared.migrations import upgrade
 from shared.telemetry import instrument_app, setup_telemetry
 
@@ -99,10 +101,14 @@ def create_app(
         )
         if manager is not None:
             state.tasks.append(asyncio.create_task(manager.run_forever(), name="subscriptions"))
+        # Subscription counts and expiry horizon, judged by Graph's clock.
+        gauges = Sampler(SERVICE, [SubscriptionProbe(engine, graph_client.now)])
+        gauges.start()
         log.info("graph-webhook started", extra={"notification_url": settings.notification_url})
         try:
             yield
         finally:
+            await gauges.stop()
             for task in state.tasks:
                 task.cancel()
             for task in state.tasks:
@@ -119,11 +125,14 @@ def create_app(
             log.info("graph-webhook stopped")
 
     # Here, not in the lifespan: instrumenting adds middleware, which Starlette refuses once started.
-    setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
+    setup_telemetry(
+        SERVICE, settings.otel_exporter_otlp_endpoint, user_salt=settings.telemetry_user_salt.get_secret_value()
+    )
     app = FastAPI(title="graph-webhook", lifespan=lifespan)
     instrument_app(app)
     app.include_router(notifications.router)
     app.include_router(lifecycle.router)
+    app.include_router(status.router)
 
     def checks() -> dict[str, Callable[[], Awaitable[None]]]:
         state: WebhookState | None = getattr(app.state, "webhook", None)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 
 from graph_webhook.cache import KnownSubscription, SubscriptionCache
 from graph_webhook.messages import graph_changed, journal_line
@@ -29,7 +30,7 @@ from graph_webhook.payloads import Notification, PayloadError, parse_collection,
 from graph_webhook.settings import GraphWebhookSettings
 from shared.envelope import Envelope
 from shared.errors import BrokerUnavailable
-from shared.telemetry import meter
+from shared.telemetry import meter, user_hash
 
 if TYPE_CHECKING:
     from graph_webhook.lifecycle import LifecycleHandler
@@ -96,8 +97,14 @@ class NotificationIntake:
         batch = Sorted()
         for n in notifications:
             await self._sort(n, batch)
+        span = trace.get_current_span()
+        span.set_attribute("sync.notification.count", len(notifications))
         for outcome, count in batch.outcomes.items():
             received.add(count, {"outcome": outcome})
+            span.set_attribute(f"sync.notification.{outcome}", count)
+        users = {e.user for e in batch.envelopes}
+        if len(users) == 1:
+            span.set_attribute("sync.user_hash", user_hash(users.pop()))
         if batch.lifecycle and self.lifecycle is not None:
             batch.envelopes.extend(await self.lifecycle.handle(batch.lifecycle))
         if batch.envelopes:

@@ -32,6 +32,9 @@ class GraphWebhookSettings(CommonSettings, GraphSettings):
     erp_connector_url: str = "http://127.0.0.1:8002"
     erp_api_token: SecretStr = SecretStr(DEMO_ERP_API_TOKEN)
     erp_timeout_s: float = 10.0
+    # Bearer token of the read-only status API (`GET /api/v1/subscriptions`): the ops API's token,
+    # so sync-core's console can show subscription status (docs/operations.md).
+    ops_api_token: SecretStr = SecretStr("demo-ops-token")
     auto_migrate: bool = True
     # Subscriptions: longest lifetime Graph allows, renewed once less than this fraction is left.
     subscription_lifetime_minutes: int = MAX_LIFETIME_MINUTES

@@ -43,7 +43,7 @@ from graph_webhook.settings import GraphWebhookSettings
 from shared.envelope import Envelope, Kind
 from shared.errors import TransientError
 from shared.graph import GraphClient, GraphError, GraphNotFound
-from shared.telemetry import meter
+from shared.telemetry import meter, user_hash
 
 log = logging.getLogger(__name__)
 _meter = meter("graph_webhook.subscriptions")
@@ -363,7 +363,9 @@ class SubscriptionManager:
             self.cache.drop(replacing.id)
         self._reported.pop((email, kind.value), None)
         operations.add(1, {"operation": "create", "kind": kind.value})
-        log.info("subscription created", extra={"user": email, "kind": kind.value, "subscription_id": row.id})
+        log.info(
+            "subscription created", extra={"user_hash": user_hash(email), "kind": kind.value, "subscription_id": row.id}
+        )
 
     async def _renew(self, row: Subscription, reason: str | None) -> bool:
         """PATCH a later expiry; False when Graph no longer knows the subscription (recreate it)."""
@@ -411,7 +413,10 @@ class SubscriptionManager:
             await session.commit()
         self.cache.drop(row.id)
         operations.add(1, {"operation": "delete", "kind": row.kind})
-        log.info("subscription deleted", extra={"user": row.user_email, "kind": row.kind, "subscription_id": row.id})
+        log.info(
+            "subscription deleted",
+            extra={"user_hash": user_hash(row.user_email), "kind": row.kind, "subscription_id": row.id},
+        )
 
     async def _failed(self, action: Action, exc: Exception) -> None:
         """Record a failed operation: on the row, in metrics, and once per distinct error in the journal (R35)."""
@@ -423,7 +428,11 @@ class SubscriptionManager:
         operation = type(action).__name__.lower()
         failures.add(1, {"operation": operation, "kind": kind})
         message = f"{operation} of the {kind} subscription failed: {exc}"[:500]
-        log.warning("subscription %s failed", operation, extra={"user": email, "kind": kind, "error": str(exc)[:300]})
+        log.warning(
+            "subscription %s failed",
+            operation,
+            extra={"user_hash": user_hash(email), "kind": kind, "error": str(exc)[:300]},
+        )
         if row is not None and not isinstance(exc, TransientError):
             async with self.sessions() as session:
                 current = await session.get(Subscription, row.id)

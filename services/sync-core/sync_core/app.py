@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import event
+from sqlmodel import select
 
 from shared import db
 from shared.bus import Bus, received_at
@@ -15,11 +17,15 @@ from shared.envelope import Envelope
 from shared.graph.client import GraphClient
 from shared.health import health_router
 from shared.logs import setup_logging
+from shared.metrics import QueueProbe, Sampler, UserHealthProbe, count_journal_failure
 from shared.telemetry import instrument_app, setup_telemetry
+from sync_core import api, console
 from sync_core.adapters.erp import ErpClient
-from sync_core.api import ops
+from sync_core.auth import Admins
 from sync_core.db import migrate
 from sync_core.engine import Engine
+from sync_core.models import JournalEntry, UserState
+from sync_core.reconcile import Reconciler
 from sync_core.settings import SyncCoreSettings, get_settings
 from sync_core.state import State
 
@@ -39,13 +45,26 @@ class Runtime:
         self.graph = GraphClient(settings)
         self.engine = Engine(state=self.state, erp=self.erp, graph=self.graph, tenant=settings.tenant)
         self.engine.settings_cache_s = settings.settings_cache_s
+        self.engine.publish = self.bus.publish
+        # Console and ops API: admins and their sessions, reconciliation (R26).
+        self.admins = Admins(self.state.sessions, settings)
+        self.reconciler = Reconciler(self)
         self._connector: asyncio.Task[None] | None = None
+        # Gauges sampled on a schedule: every queue of the topology, per-user health (R35).
+        self.metrics = Sampler(SERVICE, [QueueProbe(self.bus), UserHealthProbe(self.user_health)])
+
+    async def user_health(self) -> dict[str, bool]:
+        async with self.state.sessions() as s:
+            return {user: healthy for user, healthy in (await s.exec(select(UserState.user, UserState.healthy))).all()}
 
     async def handle(self, env: Envelope) -> None:
         await self.engine.handle(env, received_at.get())
 
     async def start(self) -> None:
         self._connector = asyncio.create_task(self._connect_bus())
+        self.metrics.start()
+        if self.settings.consume:
+            self.reconciler.start()
 
     async def _connect_bus(self) -> None:
         """Connect and consume; a broker that is down at start is retried, not fatal."""
@@ -63,6 +82,8 @@ class Runtime:
                 await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
 
     async def stop(self) -> None:
+        await self.metrics.stop()
+        await self.reconciler.stop()
         if self._connector is not None:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
@@ -70,6 +91,13 @@ class Runtime:
         await self.erp.close()
         await self.graph.aclose()
         await self.engine_db.dispose()
+
+
+@event.listens_for(JournalEntry, "after_insert")
+def _count_failed_journal_line(mapper: object, connection: object, entry: JournalEntry) -> None:
+    """Journal failures per user (hashed) as a metric, whichever code path wrote the line."""
+    if entry.outcome == "failed":
+        count_journal_failure(entry.user, entry.kind, entry.direction)
 
 
 def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
@@ -88,7 +116,9 @@ def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
         finally:
             await rt.stop()
 
-    setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
+    setup_telemetry(
+        SERVICE, settings.otel_exporter_otlp_endpoint, user_salt=settings.telemetry_user_salt.get_secret_value()
+    )
     app = FastAPI(title="sync-core", version="0.1.0", lifespan=lifespan)
 
     def checks() -> dict:
@@ -98,6 +128,7 @@ def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
         return {"broker": rt.bus.ping, "database": lambda: db.ping(rt.engine_db)}
 
     app.include_router(health_router(checks))
-    app.include_router(ops.router)
+    api.install(app)
+    console.install(app)
     instrument_app(app)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,7 @@ from opentelemetry import trace
 from shared.envelope import Envelope, Kind, MessageType, collection_of
 from shared.graph.client import GraphClient
 from shared.graph.errors import GraphAuthError, GraphError, GraphSyncStateNotFound
-from shared.telemetry import meter
+from shared.telemetry import meter, user_hash
 from sync_core.adapters.erp import ErpClient, ErpConflict, ErpError, ErpRefused
 from sync_core.adapters.mailbox import Mailbox, erp_ref
 from sync_core.domain import decide as decisions
@@ -151,6 +151,8 @@ class Engine:
         # before it are already covered by it, so a burst collapses into one round.
         self._delta_started: dict[str, float] = {}
         self.settings_cache_s = 30.0
+        # Publishes follow-up messages (a force sync split per collection); set by the runtime.
+        self.publish: Callable[[Envelope], Awaitable[None]] | None = None
 
     # Entry point ---------------------------------------------------------------------------------
 
@@ -264,7 +266,13 @@ class Engine:
             ctx.mailbox.todo_list_id = ctx.mailbox.todo_list_id or str(env.payload["list_id"])
         self._delta_started[key] = time.monotonic()
         with tracer.start_as_current_span(
-            "delta read", attributes={"sync.kind": kind.value, "sync.collection": collection}
+            "delta read",
+            attributes={
+                "sync.kind": kind.value,
+                "sync.collection": collection,
+                "sync.direction": OUTLOOK_TO_ERP,
+                "sync.user_hash": user_hash(ctx.email),
+            },
         ):
             try:
                 await self._run_delta(ctx, kind, collection)
@@ -298,7 +306,15 @@ class Engine:
         """Decide and apply one Outlook item (from delta, or a forced re-send)."""
         graph_id = str(raw["id"])
         row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
-        if "@removed" in raw:
+        if "@removed" in raw and row is None:
+            return
+        # Delta pages carry no extended properties, linked resources or extensions: read the item
+        # whole (one GET per changed item, so the cost still grows with changes only, R30).
+        # Delta also says "removed" for an item that left the synced folder (moved, R21) or the
+        # window (R34): the immutable id still finds it, and it is handled as a change of that item.
+        # Only an item that is really gone is decided as a removal.
+        full = await ctx.mailbox.get(collection_kind, graph_id)
+        if full is None:
             if row is None:
                 return
             kind = Kind(row.kind)
@@ -311,14 +327,9 @@ class Engine:
                 settings=ctx.settings,
                 now=self.clock(),
             )
-            await self._apply_to_erp(ctx, kind, decision, None, raw, row, erp_item)
+            await self._apply_to_erp(ctx, kind, decision, None, {"id": graph_id}, row, erp_item)
             return
-        # Delta pages carry no extended properties, linked resources or extensions: read the item
-        # whole (one GET per changed item, so the cost still grows with changes only, R30).
-        full = await ctx.mailbox.get(collection_kind, graph_id)
-        if full is None:
-            return
-        raw = {**raw, **full}
+        raw = {k: v for k, v in {**raw, **full}.items() if k != "@removed"}
         if row is None:
             # Unknown id: an Outlook creation, or one of ours whose link was lost (R21).
             row = await self._relink(ctx, collection_kind, raw)
@@ -337,27 +348,57 @@ class Engine:
             )
             return
         kind = kind_of_item(item)
-        erp_raw = await self.erp.get(erp_collection(kind), row.erp_id) if row else None
-        erp_item = await self.erp_item(kind, erp_raw)
-        decision = decisions.decide_outlook_change(
-            kind=kind, item=item, link=to_domain_link(row), erp_item=erp_item, settings=ctx.settings, now=self.clock()
-        )
-        if force and decision.action is Action.NOOP and row is not None and erp_item is not None:
-            decision = replace(decision, action=Action.UPDATE, reason="forced re-send (R24)")
-        await self._apply_to_erp(ctx, kind, decision, item, raw, row, erp_item, erp_raw)
+        for attempt in range(1, 4):
+            erp_raw = await self.erp.get(erp_collection(kind), row.erp_id) if row else None
+            erp_item = await self.erp_item(kind, erp_raw)
+            decision = decisions.decide_outlook_change(
+                kind=kind,
+                item=item,
+                link=to_domain_link(row),
+                erp_item=erp_item,
+                settings=ctx.settings,
+                now=self.clock(),
+            )
+            if force and decision.action is Action.NOOP and row is not None and erp_item is not None:
+                decision = replace(decision, action=Action.UPDATE, rule="R24", reason="forced re-send (R24)")
+            try:
+                await self._apply_to_erp(ctx, kind, decision, item, raw, row, erp_item, erp_raw)
+                return
+            except ErpConflict:
+                # The ERP record changed between our read and our write (412): read and decide again.
+                if attempt == 3:
+                    raise
+                row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
 
     async def _relink(self, ctx: UserContext, collection_kind: Kind, raw: dict[str, Any]) -> Link | None:
+        """An Outlook item unknown by its id but carrying an ERP id (R21): its link, restored."""
         ref = erp_ref_on(raw)
         if ref is None:
             return None
         kind, erp_id = ref
         row = await self.state.link_by_erp_id(ctx.email, kind, erp_id)
         erp_raw = await self.erp.get(erp_collection(kind), erp_id)
-        erp_item = await self.erp_item(kind, erp_raw)
-        if erp_item is None or erp_raw is None:
+        if erp_raw is None or erp_raw.get("deleted"):
             return row
-        # Re-found through the ERP id on the item: restore the link as of the ERP's state, so the
-        # Outlook side's differences count as its change.
+        return await self._restore_link(ctx, kind, erp_id, erp_raw, raw, row, OUTLOOK_TO_ERP)
+
+    async def _restore_link(
+        self,
+        ctx: UserContext,
+        kind: Kind,
+        erp_id: str,
+        erp_raw: dict[str, Any],
+        graph_raw: dict[str, Any],
+        row: Link | None,
+        direction: str,
+    ) -> Link:
+        """Record a link re-found through the ERP id (R21).
+
+        What was last synced is unknown: the fingerprint matches neither side, so the decision sees
+        "both changed" — equal sides relink quietly (R22), different ones go by the user's policy
+        (R18, last modified wins by default). Assuming one side changed would let a stale side
+        overwrite a newer edit made while the link was lost.
+        """
         link = row or Link(
             user=ctx.email,
             kind=kind.value,
@@ -367,18 +408,18 @@ class Engine:
             fingerprint="",
             synced_at=now_utc(),
         )
-        link.graph_id = str(raw["id"])
-        link.fingerprint = fingerprint(erp_item)
+        link.graph_id = str(graph_raw["id"])
         link.erp_version = erp_raw.get("version")
         link.erp_modified_at = _parse_time(erp_raw.get("updated_at"))
-        link.graph_change_key = raw.get("changeKey")
-        link.synced_at = link.erp_modified_at or now_utc()
+        link.graph_change_key = graph_raw.get("changeKey") or graph_raw.get("@odata.etag")
+        link.graph_modified_at = _parse_time(graph_raw.get("lastModifiedDateTime"))
+        link.synced_at = now_utc()
         return await self.state.save_link(
             link,
             journal_entry(
                 user=ctx.email,
                 kind=kind,
-                direction=OUTLOOK_TO_ERP,
+                direction=direction,
                 outcome="relinked",
                 rule="R21",
                 reason="link re-found through the ERP id kept on the Outlook item",
@@ -462,6 +503,7 @@ class Engine:
         with tracer.start_as_current_span(
             "apply to erp",
             attributes={
+                "sync.user_hash": user_hash(ctx.email),
                 "sync.kind": kind.value,
                 "sync.direction": OUTLOOK_TO_ERP,
                 "sync.action": action.value,
@@ -502,19 +544,25 @@ class Engine:
                 elif action is Action.CONFLICT and row is not None and erp_item is None:
                     # Deleted in the ERP, and the ERP won (R18, R19): the Outlook item goes too.
                     await ctx.mailbox.delete(kind, row.graph_id)
+                    # Unchanged in Outlook (e.g. the notification of our own write arrived after the
+                    # ERP deletion): a plain R19 deletion, not a conflict, for whoever reads the journal.
+                    unchanged = item is not None and fingerprint(item) == row.fingerprint
                     await self.state.drop_link(
                         row,
                         journal_entry(
                             **base,
-                            outcome="conflict",
+                            outcome="deleted" if unchanged else "conflict",
                             rule=decision.rule or "R19",
-                            reason=decision.reason,
+                            reason="deleted in the ERP: deleted in Outlook" if unchanged else decision.reason,
                             details={"winner": "erp", "applied": "deleted in Outlook"},
                         ),
                     )
                 elif action is Action.CONFLICT and row is not None and erp_item is not None:
                     # The ERP side won (R18): Outlook gets the ERP's version back.
-                    body = item_to_graph(merge.for_outlook(replace(erp_item, erp_id=row.erp_id), item))  # type: ignore[type-var, arg-type]
+                    body = item_to_graph(
+                        merge.for_outlook(replace(erp_item, erp_id=row.erp_id), item),  # type: ignore[type-var, arg-type]
+                        quiet=decision.quiet,
+                    )
                     updated = await ctx.mailbox.update(kind, row.graph_id, body)
                     row.fingerprint = fingerprint(erp_item)
                     row.graph_change_key = updated.get("changeKey")
@@ -535,6 +583,7 @@ class Engine:
                 # R15: one refused item is journaled with the ERP's error; the rest of the sync goes on.
                 await self.state.journal(journal_entry(**base, outcome="failed", rule=_rule_of(exc), reason=str(exc)))
                 action = Action.FAIL
+            trace.get_current_span().set_attribute("sync.outcome", action.value)
         items_synced.add(1, {"kind": kind.value, "direction": OUTLOOK_TO_ERP, "outcome": action.value})
 
     async def _write_erp(
@@ -586,16 +635,10 @@ class Engine:
             result = await self.erp.create(collection, body, key=key)
             outcome = "created"
         else:
-            for _ in range(3):
-                try:
-                    result = await self.erp.update(collection, row.erp_id, body, key=key, version=row.erp_version)
-                    break
-                except ErpConflict:
-                    # The ERP record moved on since the link: sync on its current version (R18 decided already).
-                    current = await self.erp.get(collection, row.erp_id)
-                    row.erp_version = current.get("version") if current else None
-            else:
-                raise ErpConflict(412, "version", "the ERP record kept changing; will retry")
+            # Only over the version this decision read: an ERP edit made since then must be decided
+            # on (R18), never overwritten — a 412 makes the caller read and decide again.
+            version = erp_item.erp_version if erp_item is not None else row.erp_version
+            result = await self.erp.update(collection, row.erp_id, body, key=key, version=version)
             outcome = "updated"
         erp_id = str(result["id"])
         link = row or Link(
@@ -619,12 +662,15 @@ class Engine:
             chrono = result.get("chrono") if isinstance(result, dict) else None
             change_key = await ctx.mailbox.stamp_erp_ref(kind, graph_id, erp_ref(kind, erp_id), chrono)
             link.graph_change_key = change_key or link.graph_change_key
+            if chrono and isinstance(item, Activity) and not item.chrono:
+                # Both sides now hold the ERP's chrono: the link's fingerprint says so (R22).
+                link.fingerprint = fingerprint(replace(item, chrono=str(chrono)))
         base = {**base, "erp_id": erp_id}
         details = {"winner": decision.winner.value} if decision.winner else None
         await self.state.save_link(
             link, journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details)
         )
-        self._observe_latency(item, OUTLOOK_TO_ERP)
+        self._observe_latency(item, OUTLOOK_TO_ERP, kind)
 
     async def _touch_link(self, row: Link, *, change_key: str | None, fingerprint: str | None = None) -> None:
         """Nothing to write: keep the link's view of the item current (R22 stays cheap next time)."""
@@ -638,10 +684,11 @@ class Engine:
         if changed:
             await self.state.save_link(row)
 
-    def _observe_latency(self, item: Item, direction: str) -> None:
+    def _observe_latency(self, item: Item, direction: str, kind: Kind) -> None:
         modified = getattr(item, "modified_at", None)
         if modified is not None:
-            e2e_latency.record(max(0.0, (now_utc() - modified).total_seconds()), {"direction": direction})
+            lag = max(0.0, (now_utc() - modified).total_seconds())
+            e2e_latency.record(lag, {"direction": direction, "kind": kind.value})
 
     # ERP → Outlook -------------------------------------------------------------------------------
 
@@ -691,9 +738,27 @@ class Engine:
             settings=ctx.settings,
             now=self.clock(),
         )
+        if row is None and decision.action is Action.CREATE and erp_raw is not None:
+            # R21: no link, but a mirror may exist (lost link, a crash before the link was saved):
+            # re-found through the ERP id on it, it is updated, never duplicated.
+            found = await self._find_mirror(ctx, kind, erp_id, erp_raw, force=force)
+            if found is not None:
+                row = await self._restore_link(ctx, kind, erp_id, erp_raw, found, None, ERP_TO_OUTLOOK)
+                graph_raw, graph_item = found, graph_to_item(kind, found)
+                decision = decisions.decide_erp_change(
+                    kind=kind,
+                    item=item,
+                    link=to_domain_link(row),
+                    graph_item=graph_item,
+                    settings=ctx.settings,
+                    now=self.clock(),
+                )
         if force and item is not None and decision.action is Action.NOOP:
             decision = replace(
-                decision, action=Action.UPDATE if graph_raw else Action.CREATE, reason="forced re-send (R24)"
+                decision,
+                action=Action.UPDATE if graph_raw else Action.CREATE,
+                rule="R24",
+                reason="forced re-send (R24)",
             )
         base: dict[str, Any] = {
             "user": ctx.email,
@@ -706,6 +771,7 @@ class Engine:
         with tracer.start_as_current_span(
             "apply to outlook",
             attributes={
+                "sync.user_hash": user_hash(ctx.email),
                 "sync.kind": kind.value,
                 "sync.direction": ERP_TO_OUTLOOK,
                 "sync.action": action.value,
@@ -718,7 +784,12 @@ class Engine:
                         journal_entry(**base, outcome="skipped", rule=decision.rule, reason=decision.reason)
                     )
                 elif action is Action.NOOP:
-                    pass
+                    if row is not None and decision.relink and decision.fingerprint and erp_raw is not None:
+                        # Both sides agree (a re-found link, R21): the link records it (R22).
+                        row.fingerprint = decision.fingerprint
+                        row.erp_version = erp_raw.get("version")
+                        row.erp_modified_at = _parse_time(erp_raw.get("updated_at"))
+                        await self.state.save_link(row)
                 elif action is Action.UNLINK and row is not None:
                     if reassigned_from == ctx.code:
                         # R32: reassigned to another representative — the mirror moves to the new owner's mailbox.
@@ -775,9 +846,25 @@ class Engine:
                     action = Action.FAIL
                 else:
                     raise
+            trace.get_current_span().set_attribute("sync.outcome", action.value)
         if action is not Action.FAIL:
             await self.state.update_user_state(ctx.email, last_sync_erp_to_outlook=now_utc())
         items_synced.add(1, {"kind": kind.value, "direction": ERP_TO_OUTLOOK, "outcome": action.value})
+
+    async def _find_mirror(
+        self, ctx: UserContext, kind: Kind, erp_id: str, erp_raw: dict[str, Any], *, force: bool
+    ) -> dict[str, Any] | None:
+        """The Outlook item carrying this ERP id, if any (R21).
+
+        Events and contacts are found by an indexed filter. A To Do list has no filter on linked
+        resources and is read through, so it is searched only when a mirror can exist: the ERP
+        item changed after its creation, came from Outlook, or a force sync re-sends it (R24, R30).
+        """
+        if collection_of(kind) == "todo" and not (
+            force or int(erp_raw.get("version") or 1) > 1 or erp_raw.get("origin") == "outlook"
+        ):
+            return None
+        return await ctx.mailbox.find_by_erp_ref(kind, erp_ref(kind, erp_id))
 
     async def _write_graph(
         self,
@@ -796,9 +883,6 @@ class Engine:
         merged = merge.for_outlook(replace(item, erp_id=erp_id), current)  # type: ignore[type-var, arg-type]
         body = item_to_graph(merged, quiet=decision.quiet)
         graph_id = target.graph_id if target else None
-        if graph_id is None:
-            found = await ctx.mailbox.find_by_erp_ref(kind, erp_ref(kind, erp_id))
-            graph_id = str(found["id"]) if found else None
         if graph_id is None:
             written = await ctx.mailbox.create(kind, body)
             outcome = "created"
@@ -827,33 +911,46 @@ class Engine:
         await self.state.save_link(
             link, journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details)
         )
-        self._observe_latency(item, ERP_TO_OUTLOOK)
+        self._observe_latency(item, ERP_TO_OUTLOOK, kind)
 
     # Force sync (R24) ----------------------------------------------------------------------------
 
     async def force(self, env: Envelope) -> None:
+        """R24: re-send a user's ERP items to Outlook, or the Outlook items modified since a date to the ERP."""
+        if env.kind is None and self.publish is not None:
+            # One message per collection: each runs in its (user, collection) order (ADR 0002),
+            # never beside that collection's delta rounds and ERP changes.
+            for kind in (Kind.EVENT, Kind.TASK, Kind.CONTACT):
+                await self.publish(
+                    Envelope(
+                        type=MessageType.SYNC_FORCE, tenant=env.tenant, user=env.user, kind=kind, payload=env.payload
+                    )
+                )
+            return
         direction = env.payload.get("direction")
         ctx = await self.user_context(env.user)
         actor = env.payload.get("requested_by")
+        collections = [collection_of(env.kind)] if env.kind else ["event", "todo", "contact"]
         count = 0
         if direction == ERP_TO_OUTLOOK:
-            for collection in ("activities", "contacts"):
-                for raw in await self.erp.list_all(collection, representative=ctx.code):
-                    kind = Kind.CONTACT if collection == "contacts" else kind_of_activity(raw["kind"])
-                    if env.kind and collection_of(env.kind) != collection_of(kind):
+            for collection in collections:
+                erp_collection_name = "contacts" if collection == "contact" else "activities"
+                for raw in await self.erp.list_all(erp_collection_name, representative=ctx.code):
+                    kind = Kind.CONTACT if collection == "contact" else kind_of_activity(raw["kind"])
+                    if collection_of(kind) != collection:
                         continue
                     row = await self.state.link_by_erp_id(ctx.email, kind, str(raw["id"]))
                     await self.apply_erp_item(ctx, kind, str(raw["id"]), raw, row, force=True)
                     count += 1
         else:
             since = _parse_time(env.payload.get("since"))
-            kinds = [env.kind] if env.kind else [Kind.EVENT, Kind.CONTACT, Kind.TASK]
-            for kind in kinds:
-                path = await ctx.mailbox.collection_path(kind)
-                params = {"$top": "100"}
-                if since:
-                    params["$filter"] = f"lastModifiedDateTime ge {since.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-                async for items, _ in ctx.mailbox.delta(path, params):
+            s = ctx.settings
+            for collection in collections:
+                kind = {"event": Kind.EVENT, "todo": Kind.TASK, "contact": Kind.CONTACT}[collection]
+                pages = ctx.mailbox.items_since(
+                    kind, since, now=self.clock(), days_back=s.window_days_back, days_ahead=s.window_days_ahead
+                )
+                async for items in pages:
                     for raw in items:
                         await self.apply_outlook_item(ctx, kind, raw, force=True)
                         count += 1

@@ -95,3 +95,57 @@ class UserState(SyncBase, table=True):
     healthy: bool = True
     last_error: str | None = None
     last_error_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class Admin(SyncBase, table=True):
+    """A person who may use the admin console; the first one comes from ADMIN_USERNAME/ADMIN_PASSWORD."""
+
+    __tablename__ = "sync_admin"
+
+    username: str = Field(primary_key=True, max_length=100)
+    # `scrypt$n$r$p$salt$hash` (sync_core.auth), never the password itself.
+    password_hash: str = Field(max_length=300)
+    active: bool = True
+    created_at: datetime = Field(sa_column=_ts(False))
+    last_login_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class Anomaly(SyncBase, table=True):
+    """A discrepancy between the two sides found by reconciliation, with its repair (R26)."""
+
+    __tablename__ = "sync_anomaly"
+    __table_args__ = (Index("ix_sync_anomaly_user_status", "user", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str
+    kind: str
+    # missing_in_outlook, missing_in_erp, field_drift, broken_link, duplicate
+    type: str = Field(index=True)
+    erp_id: str | None = None
+    graph_id: str | None = None
+    summary: str
+    details: dict | None = Field(default=None, sa_column=Column(JSON))  # type: ignore[type-arg]
+    # The repairs that apply, the first being the default (sync_core.reconcile.REPAIRS).
+    repairs: list | None = Field(default=None, sa_column=Column(JSON))  # type: ignore[type-arg]
+    # open, repair_requested
+    status: str = "open"
+    detected_at: datetime = Field(sa_column=_ts(False))
+    repaired_at: datetime | None = Field(default=None, sa_column=_ts())
+    repaired_by: str | None = None
+    repair: str | None = None
+
+
+class ReconcileRun(SyncBase, table=True):
+    """One reconciliation of one user: when, why, what it found (R26)."""
+
+    __tablename__ = "sync_reconcile_run"
+    __table_args__ = (Index("ix_sync_reconcile_run_user_started", "user", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str
+    # `schedule`, or who asked for it
+    trigger: str
+    started_at: datetime = Field(sa_column=_ts(False))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts())
+    anomalies: int = 0
+    error: str | None = None

@@ -11,6 +11,7 @@ from shared.settings import ENV_FILE, CommonSettings, GraphSettings
 
 DEMO_OPS_TOKEN = "demo-ops-token"
 DEMO_ADMIN_PASSWORD = "admin"
+DEMO_SESSION_SECRET = "demo-session-secret-change-me"
 
 
 class SyncCoreSettings(CommonSettings, GraphSettings):
@@ -30,6 +31,23 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     # How long representative settings are cached before being read again from the ERP.
     settings_cache_s: float = 30.0
 
+    # Admin console and ops API (docs/operations.md).
+    # Signs the console's session cookie; change it and every session ends.
+    session_secret: SecretStr = SecretStr(DEMO_SESSION_SECRET)
+    session_max_age_s: int = 8 * 3600
+    # Send the session cookie over HTTPS only (always on in production).
+    session_cookie_secure: bool = False
+    # Time zone the console shows times in (IANA name); the API always answers in UTC.
+    console_timezone: str = "UTC"
+    # graph-webhook's base URL: the subscription status comes from it.
+    graph_webhook_url: str = "http://127.0.0.1:8001"
+    # Each check of "test connection" and each call to another service gives up after this long.
+    ops_timeout_s: float = 10.0
+    # Reconciliation (R26): every enabled user this often (0: only on demand); items changed less
+    # than `reconcile_settle_s` ago are left out, their sync may still be on its way.
+    reconcile_interval_s: float = 3600.0
+    reconcile_settle_s: float = 120.0
+
     @model_validator(mode="after")
     def _refuse_demo_secrets_in_production(self) -> SyncCoreSettings:
         if self.environment == "production":
@@ -37,6 +55,8 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
                 raise ValueError("OPS_API_TOKEN must be set in production")
             if self.admin_password.get_secret_value() == DEMO_ADMIN_PASSWORD:
                 raise ValueError("ADMIN_PASSWORD must be set in production")
+            if self.session_secret.get_secret_value() == DEMO_SESSION_SECRET:
+                raise ValueError("SESSION_SECRET must be set in production")
         return self
 
 

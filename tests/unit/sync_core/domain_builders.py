@@ -6,10 +6,9 @@ import copy
 from datetime import UTC, date, datetime
 from typing import Any
 
+from shared.envelope import Kind
 from sync_core.domain.model import Activity, ActivityKind, Contact, Link, Person, UserSettings
 from sync_core.domain.timezones import from_utc, to_utc
-
-from shared.envelope import Kind
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 ME = "R1"

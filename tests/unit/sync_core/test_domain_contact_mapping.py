@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain_builders import contact, graph_echo
+
 from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.mapping.contact import contact_to_graph_contact, graph_contact_to_contact
 from sync_core.domain.mapping.properties import ERP_ID

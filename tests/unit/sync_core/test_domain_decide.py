@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from domain_builders import NOW, call, contact, link, meeting, settings, task
+
+from shared.envelope import Kind
 from sync_core.domain.decide import (
     Action,
     Decision,
@@ -17,8 +19,6 @@ from sync_core.domain.decide import (
 )
 from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.model import ConflictPolicy, Direction, Person
-
-from shared.envelope import Kind
 
 EARLY = datetime(2024, 6, 1, 9, 30, tzinfo=UTC)
 LATE = datetime(2024, 6, 1, 11, 0, tzinfo=UTC)
@@ -204,6 +204,29 @@ def test_outlook_edit_of_a_reassigned_activity_unlinks_R13_R32() -> None:
     assert (d.action, d.rule) == (Action.UNLINK, "R13")
 
 
+def test_erp_winning_a_conflict_over_a_meeting_with_attendees_is_not_written_back_R31_R18() -> None:
+    # Both sides changed, the ERP later: its version would be written back to Outlook — but a new
+    # time on a meeting with attendees mails them, so R31 outranks R18.
+    outlook = replace(SYNCED, location="Outlook room", modified_at=EARLY, mails_attendees=True)
+    erp = replace(
+        SYNCED, start=SYNCED.start + timedelta(hours=1), end=SYNCED.end + timedelta(hours=1), modified_at=LATE
+    )  # type: ignore[operator]
+    d = from_outlook(outlook, lnk=SYNCED_LINK, erp=erp)
+    assert (d.action, d.rule, d.winner) == (Action.SKIP, "R31", Direction.ERP_TO_OUTLOOK)
+    # Only quiet fields differ (the partner): written quietly.
+    erp = replace(SYNCED, partner_code="UMBRELLA", modified_at=LATE)
+    d = from_outlook(replace(outlook, location=SYNCED.location, partner_code="OTHER"), lnk=SYNCED_LINK, erp=erp)
+    assert (d.action, d.quiet, d.winner) == (Action.CONFLICT, True, Direction.ERP_TO_OUTLOOK)
+
+
+def test_unchanged_outlook_item_of_a_reassigned_activity_keeps_its_link_for_the_move_R32() -> None:
+    # The late echo of our own write must not unlink: the ERP change then moves the mirror (R32).
+    d = from_outlook(SYNCED, lnk=SYNCED_LINK, erp=replace(SYNCED, representative="R2"))
+    assert (d.action, d.rule) == (Action.NOOP, "R32")
+    moved = from_erp(replace(SYNCED, representative="R2"), lnk=SYNCED_LINK, graph=SYNCED)
+    assert (moved.action, moved.rule) == (Action.DELETE, "R32")
+
+
 # ---------------------------------------------------------------- Outlook removals
 
 
@@ -290,6 +313,9 @@ def test_disabled_user_is_unlinked_not_deleted_R16_R32() -> None:
 def test_erp_to_outlook_switch_off_R16() -> None:
     s = settings(activities_erp_to_outlook=False)
     assert from_erp(SYNCED, s=s).action is Action.SKIP
+    # Outlook → ERP still runs on the link: an ERP edit is skipped, the link kept.
+    assert from_erp(replace(SYNCED, subject="x"), lnk=SYNCED_LINK, graph=SYNCED, s=s).action is Action.SKIP
+    s = settings(activities_erp_to_outlook=False, activities_outlook_to_erp=False)
     assert from_erp(replace(SYNCED, subject="x"), lnk=SYNCED_LINK, graph=SYNCED, s=s).action is Action.UNLINK
 
 

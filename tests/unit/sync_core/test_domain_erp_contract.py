@@ -11,6 +11,7 @@ import pytest
 from domain_builders import all_day, call, contact, meeting, task
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sync_core.domain.mapping.erp import activity_to_erp, contact_to_erp
 from sync_core.domain.model import Activity
 

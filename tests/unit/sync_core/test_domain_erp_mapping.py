@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from domain_builders import contact, meeting, task
+
 from sync_core.domain.errors import MappingError
 from sync_core.domain.mapping.erp import (
     activity_to_erp,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from domain_builders import all_day, graph_echo, meeting
+
 from sync_core.domain.errors import MappingError
 from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.mapping.event import activity_to_graph_event, graph_event_to_activity

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from domain_builders import all_day, call, contact, meeting, outlook_html, task
+
 from sync_core.domain.fingerprint import fingerprint, synced_fields
 from sync_core.domain.model import Person
 from sync_core.domain.notes import html_to_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from domain_builders import contact, meeting, task
+
 from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.mapping.erp import activity_to_erp, contact_to_erp
 from sync_core.domain.merge import for_erp, for_outlook

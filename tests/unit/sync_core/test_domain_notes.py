@@ -5,6 +5,7 @@ from __future__ import annotations
 from domain_builders import outlook_html
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sync_core.domain.notes import body_text, html_to_text, normalise, text_body
 
 

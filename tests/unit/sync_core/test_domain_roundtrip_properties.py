@@ -13,6 +13,7 @@ from typing import Any
 from domain_builders import graph_echo
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from sync_core.domain.decide import changed_fields
 from sync_core.domain.fingerprint import fingerprint, synced_fields
 from sync_core.domain.mapping.contact import contact_to_graph_contact, graph_contact_to_contact

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from domain_builders import NOW, all_day, call, contact, meeting, settings, task
+
+from shared.envelope import Kind
 from sync_core.domain.model import ActivityKind, ConflictPolicy, Person, UserSettings
 from sync_core.domain.rules import (
     Skip,
@@ -19,8 +21,6 @@ from sync_core.domain.rules import (
     outlook_scope,
     partner_resolution_order,
 )
-
-from shared.envelope import Kind
 
 # ---------------------------------------------------------------- helpers
 
@@ -212,6 +212,10 @@ def test_contacts_outlook_to_erp_switch_R16() -> None:
 def test_activities_outlook_to_erp_switch_R16() -> None:
     for kind, item in ((Kind.EVENT, meeting()), (Kind.TASK, task()), (Kind.CALL, call())):
         skip = outlook_scope(kind, item, settings(activities_outlook_to_erp=False), NOW)
+        # ERP → Outlook still runs on the link: it stays (R32 unlinks only what leaves the sync entirely).
+        assert skip is not None and skip.rule == "R16" and not skip.unlink
+        both_off = settings(activities_outlook_to_erp=False, activities_erp_to_outlook=False)
+        skip = outlook_scope(kind, item, both_off, NOW)
         assert skip is not None and skip.rule == "R16" and skip.unlink
 
 
@@ -304,13 +308,29 @@ def test_erp_activity_without_representative_is_not_synced_R13() -> None:
 
 def test_activities_erp_to_outlook_switch_R16() -> None:
     skip = erp_scope(Kind.EVENT, meeting(), settings(activities_erp_to_outlook=False), NOW)
+    assert skip is not None and skip.rule == "R16" and not skip.unlink  # Outlook → ERP still uses the link
+    both_off = settings(activities_erp_to_outlook=False, activities_outlook_to_erp=False)
+    skip = erp_scope(Kind.EVENT, meeting(), both_off, NOW)
     assert skip is not None and skip.rule == "R16" and skip.unlink
 
 
 def test_contacts_go_to_outlook_only_when_two_way_R17() -> None:
     skip = erp_scope(Kind.CONTACT, contact(), settings(), NOW)
-    assert skip is not None and skip.rule == "R17" and skip.unlink
+    assert skip is not None and skip.rule == "R17"
     assert erp_scope(Kind.CONTACT, contact(), settings(contacts_two_way=True), NOW) is None
+
+
+def test_one_way_contact_changed_in_the_erp_keeps_its_link_R17_R20() -> None:
+    # The link still carries Outlook edits and deletions (R20: the assignment is removed) to the ERP.
+    skip = erp_scope(Kind.CONTACT, contact(), settings(), NOW)
+    assert skip is not None and not skip.unlink
+    skip = erp_scope(Kind.CONTACT, contact(), settings(contacts_outlook_to_erp=False), NOW)
+    assert skip is not None and skip.unlink
+
+
+def test_one_way_contact_unassigned_in_the_erp_leaves_scope_and_unlinks_R13_R32() -> None:
+    skip = erp_scope(Kind.CONTACT, contact(representatives=("R2",)), settings(), NOW)
+    assert skip is not None and skip.rule == "R13" and skip.unlink
 
 
 def test_erp_contact_not_assigned_to_the_user_is_not_synced_R13() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from domain_builders import NOW, graph_echo, link, settings
+
+from shared.envelope import Kind
 from sync_core.domain.decide import Action, decide_erp_change, decide_outlook_change
 from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.mapping.contact import contact_to_graph_contact, graph_contact_to_contact
@@ -13,8 +15,6 @@ from sync_core.domain.mapping.event import activity_to_graph_event, graph_event_
 from sync_core.domain.mapping.todo import activity_to_graph_todo, graph_todo_to_activity
 from sync_core.domain.merge import for_outlook
 from sync_core.domain.model import Person
-
-from shared.envelope import Kind
 
 BOB = Person("Bob Buyer", "bob@acme.com")
 

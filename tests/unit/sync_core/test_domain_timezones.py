@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sync_core.domain.errors import MappingError
 from sync_core.domain.timezones import (
     UnknownTimeZone,

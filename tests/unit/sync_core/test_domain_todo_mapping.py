@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from domain_builders import call, graph_echo, task
+
 from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.mapping.properties import TODO_EXTENSION
 from sync_core.domain.mapping.todo import activity_to_graph_todo, graph_todo_to_activity, split_todo_body
@@ -88,6 +89,14 @@ def test_done_writes_completed_and_open_keeps_the_outlook_status_R02() -> None:
 def test_due_day_is_read_as_written_without_zone_shift_R02_R07() -> None:
     due = {"dateTime": "2024-06-10T00:00:00.0000000", "timeZone": "Pacific Standard Time"}
     assert graph_todo_to_activity(outlook_task(dueDateTime=due)).due == date(2024, 6, 10)
+
+
+def test_due_day_answered_in_utc_is_the_day_meant_in_the_writers_zone_R02_R07_R33() -> None:
+    # Graph answers in UTC: midnight W. Europe comes back as 23:00 UTC the evening before,
+    # midnight Pacific as 07:00 UTC (08:00 in winter) the same day.
+    for utc_text in ("2024-06-09T22:00:00.0000000", "2024-06-10T00:00:00.0000000", "2024-06-10T07:00:00.0000000"):
+        due = {"dateTime": utc_text, "timeZone": "UTC"}
+        assert graph_todo_to_activity(outlook_task(dueDateTime=due)).due == date(2024, 6, 10), utc_text
 
 
 def test_start_is_converted_to_utc_R02_R33() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.envelope import Kind, collection_of
 from shared.graph.client import GraphClient
 from shared.graph.errors import GraphNotFound
+from sync_core.domain.mapping.common import instant
+from sync_core.domain.mapping.properties import CHRONO as CHRONO_PROPERTY
 from sync_core.domain.mapping.properties import (
     CONTACT_PROPERTIES,
     EVENT_PROPERTIES,
@@ -29,6 +31,11 @@ EXPAND = {
 
 def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def _modified(item: dict[str, Any]) -> datetime:
+    """An item's `lastModifiedDateTime` as aware UTC; the earliest time when it has none."""
+    return instant(item.get("lastModifiedDateTime")) or datetime.min.replace(tzinfo=UTC)
 
 
 class Mailbox:
@@ -74,6 +81,32 @@ class Mailbox:
         async for page in self.graph.delta(url, params=params, mailbox=self.email):
             yield page
 
+    async def items_since(
+        self, kind: Kind, since: datetime | None, *, now: datetime, days_back: int, days_ahead: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of a collection's items modified since `since` (all when None), for a force sync (R24).
+
+        Events are read through the calendar view of the sync window (R34). The date is applied
+        here rather than as a `$filter`, which not every collection (nor the simulator) supports.
+        """
+        url: str | None
+        if collection_of(kind) == "event":
+            url = f"/users/{self.user_id}/calendarView"
+            params: dict[str, Any] | None = {
+                "startDateTime": _iso(now - timedelta(days=days_back)),
+                "endDateTime": _iso(now + timedelta(days=days_ahead)),
+                "$top": "100",
+            }
+        else:
+            url, params = await self.collection_path(kind), {"$top": "100"}
+        while url:
+            page = await self.graph.get_json(url, params=params, mailbox=self.email)
+            items = [i for i in page.get("value") or () if since is None or _modified(i) >= since]
+            if items:
+                yield items
+            next_link = page.get("@odata.nextLink")
+            url, params = (str(next_link), None) if next_link else (None, None)
+
     async def get(self, kind: Kind, item_id: str) -> dict[str, Any] | None:
         """The item with our extended property (or linked resources), None when it is gone."""
         path = f"{await self.collection_path(kind)}/{item_id}"
@@ -86,7 +119,7 @@ class Mailbox:
     async def find_by_erp_ref(self, kind: Kind, ref: str) -> dict[str, Any] | None:
         """Re-find an item by the ERP id kept on it (R21), e.g. after a lost link or a move."""
         if collection_of(kind) == "todo":
-            return None
+            return await self._find_task(kind, ref)
         path = await self.collection_path(kind)
         flt = f"singleValueExtendedProperties/Any(ep: ep/id eq '{ERP_ID_PROPERTY}' and ep/value eq '{ref}')"
         page = await self.graph.get_json(
@@ -94,6 +127,26 @@ class Mailbox:
         )
         items = page.get("value", [])
         return items[0] if items else None
+
+    async def _find_task(self, kind: Kind, ref: str) -> dict[str, Any] | None:
+        """The To Do task whose ERP linked resource says `ref`.
+
+        To Do cannot filter on linked resources: this reads the list, 200 tasks a page. Callers use
+        it only when a mirror may exist without a link (a lost link, an ERP item seen before).
+        """
+        url: str | None = await self.collection_path(kind)
+        params: dict[str, Any] | None = {"$expand": "linkedResources", "$top": "200"}
+        while url:
+            page = await self.graph.get_json(url, params=params, mailbox=self.email)
+            for task in page.get("value") or ():
+                for res in task.get("linkedResources") or ():
+                    if str(res.get("applicationName") or "").lower() == LINKED_APPLICATION.lower() and (
+                        res.get("externalId") == ref
+                    ):
+                        return await self.get(kind, str(task["id"]))
+            next_link = page.get("@odata.nextLink")
+            url, params = (str(next_link), None) if next_link else (None, None)
+        return None
 
     async def create(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
         path = await self.collection_path(kind)
@@ -137,7 +190,7 @@ class Mailbox:
             return
 
     async def stamp_erp_ref(self, kind: Kind, item_id: str, ref: str, display_name: str | None = None) -> str | None:
-        """Write the ERP id onto an Outlook-created item (R21); returns the item's new changeKey."""
+        """Write the ERP id (and an event's chrono) onto an Outlook-created item (R21); returns the new changeKey."""
         path = f"{await self.collection_path(kind)}/{item_id}"
         if collection_of(kind) == "todo":
             # To Do keeps it in a linked resource, created through its own collection.
@@ -153,6 +206,10 @@ class Mailbox:
             )
             task = await self.graph.get_json(path, mailbox=self.email)
             return task.get("@odata.etag")
-        body = {"singleValueExtendedProperties": [{"id": ERP_ID_PROPERTY, "value": ref}]}
+        props = [{"id": ERP_ID_PROPERTY, "value": ref}]
+        if display_name and collection_of(kind) == "event":
+            # R01: the ERP's chrono ("Chrono X3") is shown on the Outlook event too.
+            props.append({"id": CHRONO_PROPERTY, "value": display_name})
+        body = {"singleValueExtendedProperties": props}
         updated = await self.graph.patch_json(path, json=body, mailbox=self.email)
         return updated.get("changeKey")

@@ -1,4 +1,8 @@
-"""The ops API (`/api/v1/ops/…`): what the admin console and `syncctl` are built on."""
+"""The ops API (`/api/v1/ops/…`): what the admin console and `syncctl` are built on.
+
+This module keeps the first two endpoints (user state, journal); the others live beside it, one
+module per resource, all under the same prefix and the same bearer token (`api/deps.py`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlmodel import col, select
+from sqlmodel import select
 
 from sync_core.api.deps import Operator, RuntimeDep
-from sync_core.models import DeltaCursor, JournalEntry, UserState
+from sync_core.models import DeltaCursor, UserState
+from sync_core.operations.journal import JournalQuery, JournalRow, search
 
 router = APIRouter(prefix="/api/v1/ops", tags=["ops"])
 
@@ -50,22 +55,7 @@ async def user_states(rt: RuntimeDep, _: Operator) -> list[dict[str, Any]]:
     return out
 
 
-class JournalPublic(BaseModel):
-    id: int
-    at: datetime
-    user: str
-    kind: str | None
-    direction: str | None
-    outcome: str
-    rule: str | None
-    reason: str | None
-    erp_id: str | None
-    graph_id: str | None
-    trace_id: str | None
-    actor: str | None
-
-
-@router.get("/journal", response_model=list[JournalPublic])
+@router.get("/journal", response_model=list[JournalRow])
 async def journal(
     rt: RuntimeDep,
     _: Operator,
@@ -74,20 +64,30 @@ async def journal(
     direction: str | None = None,
     outcome: str | None = None,
     rule: str | None = None,
+    actor: str | None = None,
+    trace_id: str | None = None,
+    since: datetime | None = Query(None, description="Rows at or after this instant (ISO 8601; naive = UTC)"),
+    until: datetime | None = Query(None, description="Rows before this instant"),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-) -> list[JournalEntry]:
-    """The journal (R25), newest first, filtered by user, kind, direction, outcome and rule."""
-    query = select(JournalEntry)
-    for column, value in (
-        (JournalEntry.user, user),
-        (JournalEntry.kind, kind),
-        (JournalEntry.direction, direction),
-        (JournalEntry.outcome, outcome),
-        (JournalEntry.rule, rule),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    query = query.order_by(col(JournalEntry.id).desc()).offset(offset).limit(limit)
-    async with rt.state.sessions() as s:
-        return list((await s.exec(query)).all())
+) -> list[JournalRow]:
+    """The journal (R25), newest first, filtered by user, kind, direction, outcome, rule, actor and time.
+
+    Each row carries the remote error (`reason` of a failed row), its `trace_id` and `trace_url`
+    (TRACE_URL_TEMPLATE) to open the server-side trace."""
+    return await search(
+        rt,
+        JournalQuery(
+            user=user,
+            kind=kind,
+            direction=direction,
+            outcome=outcome,
+            rule=rule,
+            actor=actor,
+            trace_id=trace_id,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        ),
+    )

@@ -9,7 +9,7 @@ See docs/mapping.md for the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -190,6 +190,16 @@ def decide_outlook_change(
         return _skipped(skip, link)
     if _owner_moved(erp_item, settings):
         assert isinstance(erp_item, Activity)
+        if link is not None and fingerprint(item) == link.fingerprint:
+            # Not an Outlook edit (e.g. the late notification of our own write): the reassignment's
+            # ERP change moves the mirror out of this mailbox (R32); unlinking here would strand it.
+            return Decision(
+                Action.NOOP,
+                "R32",
+                f"unchanged in Outlook; the ERP activity now belongs to {erp_item.representative} "
+                "and its mirror moves with the ERP's change",
+                link.fingerprint,
+            )
         skip = Skip("R13", f"the ERP activity now belongs to {erp_item.representative}", unlink=True)
         return _skipped(skip, link)
     fp = fingerprint(item)
@@ -230,8 +240,33 @@ def decide_outlook_change(
     if erp_fp == fp:
         return Decision(Action.NOOP, "R22", "both sides already agree", fp, relink=True)
     if erp_fp != link.fingerprint:
-        return _conflict(incoming=item, other=erp_item, incoming_side=Direction.OUTLOOK_TO_ERP, settings=settings)
+        decision = _conflict(incoming=item, other=erp_item, incoming_side=Direction.OUTLOOK_TO_ERP, settings=settings)
+        return _erp_wins_guard(decision, kind, item)
     return Decision(Action.UPDATE, None, "changed in Outlook", fp, changed=changed_fields(item, erp_item))
+
+
+def _erp_wins_guard(decision: Decision, kind: Kind, item: Item) -> Decision:
+    """R31 outranks R18: when the ERP's version wins over an Outlook meeting with attendees, only what
+    Exchange does not mail (categories, extended properties) may be written back to Outlook."""
+    if (
+        decision.action is not Action.CONFLICT
+        or decision.winner is not Direction.ERP_TO_OUTLOOK
+        or kind is not Kind.EVENT
+        or not isinstance(item, Activity)
+        or not item.mails_attendees
+    ):
+        return decision
+    if decision.changed and set(decision.changed) <= QUIET_FIELDS:
+        return replace(decision, quiet=True)
+    return Decision(
+        Action.SKIP,
+        "R31",
+        f"{decision.reason}; but the Outlook meeting has attendees: writing "
+        f"{', '.join(decision.changed) or 'it'} would mail them an update; change it in Outlook",
+        None,
+        Direction.ERP_TO_OUTLOOK,
+        changed=decision.changed,
+    )
 
 
 # ---------------------------------------------------------------- ERP → Outlook

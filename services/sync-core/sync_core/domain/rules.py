@@ -151,7 +151,10 @@ def outlook_scope(kind: Kind, item: Activity | Contact, settings: UserSettings, 
         return skip
     if isinstance(item, Contact):
         if not settings.contacts_outlook_to_erp:
-            return Skip("R16", "contacts Outlook → ERP are switched off for this user", unlink=True)
+            # One direction off: the link stays while the other direction still uses it (R17, R20).
+            return Skip(
+                "R16", "contacts Outlook → ERP are switched off for this user", unlink=not settings.contacts_two_way
+            )
         skip = _kind_off(Kind.CONTACT, settings)
         if skip:
             return skip
@@ -160,7 +163,11 @@ def outlook_scope(kind: Kind, item: Activity | Contact, settings: UserSettings, 
             return Skip("R09", f"contact has no {', no '.join(missing)}")
         return None
     if not settings.activities_outlook_to_erp:
-        return Skip("R16", "activities Outlook → ERP are switched off for this user", unlink=True)
+        return Skip(
+            "R16",
+            "activities Outlook → ERP are switched off for this user",
+            unlink=not settings.activities_erp_to_outlook,
+        )
     skip = _kind_off(kind, settings)
     if skip:
         return skip
@@ -178,7 +185,14 @@ def erp_scope(kind: Kind, item: Activity | Contact, settings: UserSettings, now:
         return skip
     if isinstance(item, Contact):
         if not settings.contacts_two_way:
-            return Skip("R17", "contacts are synced Outlook → ERP only for this user", unlink=True)
+            if settings.code not in item.representatives:
+                return Skip("R13", f"contact is not assigned to representative {settings.code}", unlink=True)
+            # One-way contacts keep their link: Outlook edits and deletions still reach the ERP (R17, R20).
+            return Skip(
+                "R17",
+                "contacts are synced Outlook → ERP only for this user",
+                unlink=not settings.contacts_outlook_to_erp,
+            )
         skip = _kind_off(Kind.CONTACT, settings)
         if skip:
             return skip
@@ -191,7 +205,11 @@ def erp_scope(kind: Kind, item: Activity | Contact, settings: UserSettings, now:
     if item.representative != settings.code:
         return Skip("R13", f"activity belongs to representative {item.representative or '(none)'}", unlink=True)
     if not settings.activities_erp_to_outlook:
-        return Skip("R16", "activities ERP → Outlook are switched off for this user", unlink=True)
+        return Skip(
+            "R16",
+            "activities ERP → Outlook are switched off for this user",
+            unlink=not settings.activities_outlook_to_erp,
+        )
     skip = _kind_off(kind, settings)
     if skip:
         return skip

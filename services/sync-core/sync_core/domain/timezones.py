@@ -9,7 +9,7 @@ with `fold=0` (the offset in force before the change), which is what Exchange do
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -83,6 +83,22 @@ def from_utc(dt: datetime, time_zone: str = "UTC") -> dict[str, str]:
 def local_date(date_time: str) -> date:
     """The calendar day of a Graph wall time as written, with no zone shift (R07 all-day days)."""
     return parse_date_time(date_time).date()
+
+
+def due_day(date_time: str, time_zone: str | None) -> date:
+    """The day of a To Do `dueDateTime` (R02, R07, R33).
+
+    Written in a named zone, the day is the wall date as written. Graph answers in UTC, though: a
+    due day set at local midnight east of UTC comes back as the evening before (midnight
+    W. Europe = 23:00 UTC), west of UTC as the morning of the day. A due day is a midnight in some
+    zone, so the nearest UTC midnight is the day that was meant (exact for offsets of -12 h to +12 h).
+    """
+    if zone(time_zone) is not UTC:
+        return local_date(date_time)
+    instant = parse_date_time(date_time)
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(UTC).replace(tzinfo=None)
+    return (instant + timedelta(hours=12)).date()
 
 
 def floating_midnight(day: date, time_zone: str = "UTC") -> dict[str, str]:

@@ -1,5 +1,4 @@
-from sync_core.models import SyncBase
-
 from shared.migrations import run_env
+from sync_core.models import SyncBase
 
 run_env(SyncBase.metadata)

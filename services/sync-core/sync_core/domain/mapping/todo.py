@@ -15,7 +15,7 @@ from shared.envelope import Kind
 from ..model import Activity, ActivityKind, Person, kind_of_activity
 from ..notes import body_text, text_body
 from ..rules import kind_of_chrono
-from ..timezones import floating_midnight, from_utc, local_date, to_utc
+from ..timezones import due_day, floating_midnight, from_utc, to_utc
 from .common import instant, join_categories, split_categories, text
 from .properties import LINKED_APPLICATION, TODO_EXTENSION, erp_ref, parse_erp_ref
 
@@ -75,8 +75,8 @@ def graph_todo_to_activity(task: dict[str, Any]) -> Activity:
         kind=kind,
         subject=text(task.get("title")),
         start=to_utc(start["dateTime"], start.get("timeZone")) if start and start.get("dateTime") else None,
-        # To Do due dates are days: read the day as written, never shifted by a zone (R07, R33).
-        due=local_date(due["dateTime"]) if due and due.get("dateTime") else None,
+        # To Do due dates are days: never shifted by a zone (R07, R33), even when Graph answers in UTC.
+        due=due_day(due["dateTime"], due.get("timeZone")) if due and due.get("dateTime") else None,
         notes=body_text(task.get("body")),
         done=status == COMPLETED,
         partner_code=partner,
