@@ -184,7 +184,12 @@ class Activity(ErpBase, table=True):
     """A meeting, task or call (R01–R03)."""
 
     __tablename__ = "erp_activity"
-    __table_args__ = (Index("ix_erp_activity_owner_kind", "representative", "kind"),)
+    __table_args__ = (
+        Index("ix_erp_activity_owner_kind", "representative", "kind"),
+        # The overlap check (R15) reads a representative's meetings ending after a start: with this
+        # index its cost stays flat as the calendar grows (R30; docs/benchmarks.md, finding 6).
+        Index("ix_erp_activity_owner_kind_end", "representative", "kind", "end"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str

@@ -279,13 +279,16 @@ class Engine:
             except GraphSyncStateNotFound:
                 log.info("delta token no longer valid; restarting the %s delta", collection)
                 await self.state.set_cursor(ctx.email, collection, None)
-                await self._run_delta(ctx, kind, collection)
+                seen = await self._run_delta(ctx, kind, collection)
+                await self._sweep_unseen(ctx, kind, collection, seen)
             except GraphAuthError as exc:
                 await self._mark_failure(ctx.email, exc)
                 raise
         await self.state.update_user_state(ctx.email, last_sync_outlook_to_erp=now_utc(), healthy=True, last_error=None)
 
-    async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> None:
+    async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> set[str]:
+        """One delta round from the stored cursor (or the start); returns the ids it reported."""
+        seen: set[str] = set()
         cursor = await self.state.cursor(ctx.email, collection)
         if cursor:
             url, params = cursor, None
@@ -296,9 +299,19 @@ class Engine:
             )
         async for items, delta_link in ctx.mailbox.delta(url, params):
             for raw in items:
+                seen.add(str(raw["id"]))
                 await self.apply_outlook_item(ctx, kind, raw)
             if delta_link:
                 await self.state.set_cursor(ctx.email, collection, delta_link)
+        return seen
+
+    async def _sweep_unseen(self, ctx: UserContext, kind: Kind, collection: str, seen: set[str]) -> None:
+        """After a restarted delta: it reports live items only, so a linked item it did not return may
+        have been deleted while the old token was lost. Each is looked up; only one really gone is
+        decided as a removal (R20), the others as an ordinary change."""
+        for row in await self.state.links_of(ctx.email):
+            if row.collection == collection and row.graph_id not in seen:
+                await self.apply_outlook_item(ctx, kind, {"id": row.graph_id, "@removed": {"reason": "deleted"}})
 
     async def apply_outlook_item(
         self, ctx: UserContext, collection_kind: Kind, raw: dict[str, Any], *, force: bool = False

@@ -191,6 +191,14 @@ class Mailbox:
 
     async def stamp_erp_ref(self, kind: Kind, item_id: str, ref: str, display_name: str | None = None) -> str | None:
         """Write the ERP id (and an event's chrono) onto an Outlook-created item (R21); returns the new changeKey."""
+        try:
+            return await self._stamp_erp_ref(kind, item_id, ref, display_name)
+        except GraphNotFound:
+            # Deleted in Outlook while its creation was being carried over: the link stays, and the
+            # next delta round reports the removal (R20). Not a reason to dead-letter the whole round.
+            return None
+
+    async def _stamp_erp_ref(self, kind: Kind, item_id: str, ref: str, display_name: str | None) -> str | None:
         path = f"{await self.collection_path(kind)}/{item_id}"
         if collection_of(kind) == "todo":
             # To Do keeps it in a linked resource, created through its own collection.
