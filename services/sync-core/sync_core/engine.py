@@ -94,6 +94,20 @@ def erp_ref_on(raw: dict[str, Any]) -> tuple[Kind, str] | None:
     return (kind, erp_id) if kind is not None and erp_id else None
 
 
+def _apply_span(name: str, email: str, kind: Kind, direction: str, decision: Decision) -> Any:
+    """The span of one decision being carried out; the user only as a hash."""
+    return tracer.start_as_current_span(
+        name,
+        attributes={
+            "sync.user_hash": user_hash(email),
+            "sync.kind": kind.value,
+            "sync.direction": direction,
+            "sync.action": decision.action.value,
+            "sync.rule": decision.rule or "",
+        },
+    )
+
+
 def to_domain_link(row: Link | None) -> DomainLink | None:
     if row is None:
         return None
@@ -513,16 +527,7 @@ class Engine:
             "erp_id": erp_id,
         }
         action = decision.action
-        with tracer.start_as_current_span(
-            "apply to erp",
-            attributes={
-                "sync.user_hash": user_hash(ctx.email),
-                "sync.kind": kind.value,
-                "sync.direction": OUTLOOK_TO_ERP,
-                "sync.action": action.value,
-                "sync.rule": decision.rule or "",
-            },
-        ):
+        with _apply_span("apply to erp", ctx.email, kind, OUTLOOK_TO_ERP, decision):
             try:
                 if action is Action.SKIP:
                     await self.state.journal(
@@ -781,16 +786,7 @@ class Engine:
             "graph_id": row.graph_id if row else None,
         }
         action = decision.action
-        with tracer.start_as_current_span(
-            "apply to outlook",
-            attributes={
-                "sync.user_hash": user_hash(ctx.email),
-                "sync.kind": kind.value,
-                "sync.direction": ERP_TO_OUTLOOK,
-                "sync.action": action.value,
-                "sync.rule": decision.rule or "",
-            },
-        ):
+        with _apply_span("apply to outlook", ctx.email, kind, ERP_TO_OUTLOOK, decision):
             try:
                 if action is Action.SKIP:
                     await self.state.journal(
