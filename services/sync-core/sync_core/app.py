@@ -45,6 +45,8 @@ class Runtime:
         self.graph = GraphClient(settings)
         self.engine = Engine(state=self.state, erp=self.erp, graph=self.graph, tenant=settings.tenant)
         self.engine.settings_cache_s = settings.settings_cache_s
+        self.engine.delta_page_size = settings.delta_page_size
+        self.engine.delta_apply_concurrency = settings.delta_apply_concurrency
         self.engine.publish = self.bus.publish
         # Console and ops API: admins and their sessions, reconciliation (R26).
         self.admins = Admins(self.state.sessions, settings)
@@ -88,6 +90,10 @@ class Runtime:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
         await self.bus.close()
+        try:
+            await self.engine.aclose()
+        except Exception:
+            log.warning("pending state not written at stop", exc_info=True)
         await self.erp.close()
         await self.graph.aclose()
         await self.engine_db.dispose()

@@ -6,6 +6,7 @@ them: delta reads, ERP and Graph writes with idempotency keys, links and journal
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from opentelemetry import trace
 
 from shared.envelope import Envelope, Kind, MessageType, collection_of
 from shared.graph.client import GraphClient
-from shared.graph.errors import GraphAuthError, GraphError, GraphSyncStateNotFound
+from shared.graph.errors import GraphAuthError, GraphError, GraphPreconditionFailed, GraphSyncStateNotFound
 from shared.telemetry import meter, user_hash
 from sync_core.adapters.erp import ErpClient, ErpConflict, ErpError, ErpRefused
 from sync_core.adapters.mailbox import Mailbox, erp_ref
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("sync_core.engine")
 _meter = meter("sync_core")
 items_synced = _meter.create_counter("sync_items", description="Items handled, by kind, direction and outcome")
+echoes_skipped = _meter.create_counter(
+    "sync_echoes_skipped", description="Outlook items a delta round reported unchanged since sync-core last synced them"
+)
 e2e_latency = _meter.create_histogram(
     "sync_e2e_latency_seconds", unit="s", description="Change at source to applied on the other side"
 )
@@ -125,6 +129,16 @@ def to_domain_link(row: Link | None) -> DomainLink | None:
     )
 
 
+@dataclass(frozen=True)
+class Known:
+    """What a delta page already read of one item: its link, and the item itself when `has_item`
+    (None then means gone)."""
+
+    row: Link | None
+    item: dict[str, Any] | None
+    has_item: bool
+
+
 @dataclass
 class UserContext:
     """What the engine knows of one user during one message."""
@@ -165,6 +179,15 @@ class Engine:
         # before it are already covered by it, so a burst collapses into one round.
         self._delta_started: dict[str, float] = {}
         self.settings_cache_s = 30.0
+        self.delta_page_size = 100
+        self.delta_apply_concurrency = 8
+        # A user's last-sync times (R23) are written at most this often, the latest always (write-behind):
+        # one write per user per interval instead of one per message. Health regained is written at once.
+        self.sync_times_interval_s = 1.0
+        self._sync_times_pending: dict[str, dict[str, Any]] = {}
+        self._sync_times_written: dict[str, float] = {}
+        self._sync_times_flush: dict[str, asyncio.Task[None]] = {}
+        self._known_healthy: set[str] = set()
         # Publishes follow-up messages (a force sync split per collection); set by the runtime.
         self.publish: Callable[[Envelope], Awaitable[None]] | None = None
 
@@ -231,8 +254,51 @@ class Engine:
             self._mailboxes[email] = mailbox
         return UserContext(email, settings, mailbox)
 
+    async def _note_synced(self, email: str, field: str, **fields: Any) -> None:
+        """R23: a user's last successful sync in one direction (and health, R35), written behind."""
+        pending = self._sync_times_pending.setdefault(email, {})
+        pending[field] = now_utc()
+        pending.update(fields)
+        wait = self.sync_times_interval_s - (time.monotonic() - self._sync_times_written.get(email, float("-inf")))
+        if wait <= 0 or (fields.get("healthy") and email not in self._known_healthy):
+            await self._write_sync_times(email)
+        elif email not in self._sync_times_flush:
+            self._sync_times_flush[email] = asyncio.create_task(self._write_sync_times_later(email, wait))
+
+    async def _write_sync_times_later(self, email: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._sync_times_flush.pop(email, None)
+        try:
+            await self._write_sync_times(email)
+        except Exception:
+            log.warning("last sync times of a user not written", exc_info=True)
+
+    async def _write_sync_times(self, email: str) -> None:
+        fields = self._sync_times_pending.pop(email, None)
+        if not fields:
+            return
+        self._sync_times_written[email] = time.monotonic()
+        await self.state.update_user_state(email, **fields)
+        if fields.get("healthy"):
+            self._known_healthy.add(email)
+
+    async def aclose(self) -> None:
+        """Write what is still pending (last sync times)."""
+        tasks = list(self._sync_times_flush.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sync_times_flush.clear()
+        for email in list(self._sync_times_pending):
+            await self._write_sync_times(email)
+
     async def _mark_failure(self, email: str, exc: Exception) -> None:
         """R35: a user whose mailbox or credentials fail is flagged at once."""
+        self._known_healthy.discard(email)
+        pending = self._sync_times_pending.get(email)
+        if pending:  # a success noted before this failure must not mark the user healthy again later
+            pending.pop("healthy", None)
+            pending.pop("last_error", None)
         await self.state.update_user_state(
             email, healthy=False, last_error=f"{type(exc).__name__}: {exc}"[:500], last_error_at=now_utc()
         )
@@ -298,7 +364,7 @@ class Engine:
             except GraphAuthError as exc:
                 await self._mark_failure(ctx.email, exc)
                 raise
-        await self.state.update_user_state(ctx.email, last_sync_outlook_to_erp=now_utc(), healthy=True, last_error=None)
+        await self._note_synced(ctx.email, "last_sync_outlook_to_erp", healthy=True, last_error=None)
 
     async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> set[str]:
         """One delta round from the stored cursor (or the start); returns the ids it reported."""
@@ -311,13 +377,49 @@ class Engine:
             url, params = await ctx.mailbox.initial_delta(
                 kind, now=self.clock(), days_back=s.window_days_back, days_ahead=s.window_days_ahead
             )
-        async for items, delta_link in ctx.mailbox.delta(url, params):
-            for raw in items:
-                seen.add(str(raw["id"]))
-                await self.apply_outlook_item(ctx, kind, raw)
+        async for items, delta_link in ctx.mailbox.delta(url, params, self.delta_page_size):
+            page = {str(raw["id"]): raw for raw in items}  # an item listed twice: its last state wins
+            seen.update(page)
+            await self._apply_page(ctx, kind, list(page.values()))
             if delta_link:
                 await self.state.set_cursor(ctx.email, collection, delta_link)
         return seen
+
+    async def _apply_page(self, ctx: UserContext, kind: Kind, items: list[dict[str, Any]]) -> None:
+        """Apply one delta page: the links in one query, the changed items read through `$batch`,
+        then the items applied several at once (R30: the work still grows with the changes only).
+
+        Items that could meet in the ERP go one after the other, in delta order, in one lane: those
+        carrying the same ERP id (a copied event), contacts sharing an e-mail address (one ERP
+        contact per person). Distinct lanes run concurrently, at most `delta_apply_concurrency`.
+        """
+        rows = await self.state.links_by_graph_ids(ctx.email, kind, [str(r["id"]) for r in items])
+        wanted = [
+            str(raw["id"]) for raw in items if "@removed" not in raw and not _unchanged(raw, rows.get(str(raw["id"])))
+        ]
+        fulls = await ctx.mailbox.get_many(kind, wanted) if len(wanted) > 1 else {}
+        lanes = _lanes(items, fulls)
+
+        async def run(lane: list[dict[str, Any]], gate: asyncio.Semaphore) -> None:
+            async with gate:
+                for raw in lane:
+                    item_id = str(raw["id"])
+                    known = Known(rows.get(item_id), fulls.get(item_id), item_id in fulls)
+                    await self.apply_outlook_item(ctx, kind, raw, known=known)
+
+        if len(lanes) == 1 or self.delta_apply_concurrency == 1:
+            for lane in lanes:
+                await run(lane, asyncio.Semaphore(1))
+            return
+        gate = asyncio.Semaphore(self.delta_apply_concurrency)
+        tasks = [asyncio.create_task(run(lane, gate)) for lane in lanes]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _sweep_unseen(self, ctx: UserContext, kind: Kind, collection: str, seen: set[str]) -> None:
         """After a restarted delta: it reports live items only, so a linked item it did not return may
@@ -328,19 +430,61 @@ class Engine:
                 await self.apply_outlook_item(ctx, kind, {"id": row.graph_id, "@removed": {"reason": "deleted"}})
 
     async def apply_outlook_item(
-        self, ctx: UserContext, collection_kind: Kind, raw: dict[str, Any], *, force: bool = False
+        self,
+        ctx: UserContext,
+        collection_kind: Kind,
+        raw: dict[str, Any],
+        *,
+        force: bool = False,
+        known: Known | None = None,
     ) -> None:
-        """Decide and apply one Outlook item (from delta, or a forced re-send)."""
+        """Decide and apply one Outlook item (from delta, or a forced re-send).
+
+        Outlook writes are made over the version read (`If-Match`); when the user edited the item in
+        between (412), it is read again and decided again (R18), never overwritten.
+        """
+        for attempt in range(1, 4):
+            try:
+                await self._apply_outlook_item(ctx, collection_kind, raw, force=force, known=known)
+                return
+            except GraphPreconditionFailed:
+                if attempt == 3:
+                    raise
+                raw, known = {"id": raw["id"]}, None
+
+    async def _apply_outlook_item(
+        self,
+        ctx: UserContext,
+        collection_kind: Kind,
+        raw: dict[str, Any],
+        *,
+        force: bool,
+        known: Known | None,
+    ) -> None:
+        """`known`: the link and the item as already read (a delta page read through `$batch`)."""
         graph_id = str(raw["id"])
-        row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
-        if "@removed" in raw and row is None:
+        if known is not None:
+            row = known.row
+        else:
+            row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
+        removed = "@removed" in raw
+        if removed and row is None:
+            return
+        if not force and not removed and _unchanged(raw, row):
+            # R22: the version sync-core last read or wrote itself — typically the echo of its own
+            # write. Keys are recorded only for versions sync-core knows in full: its writes over a
+            # version it read carry `If-Match`, so a user's edit in between cannot hide behind one.
+            echoes_skipped.add(1, {"kind": collection_kind.value})
             return
         # Delta pages carry no extended properties, linked resources or extensions: read the item
         # whole (one GET per changed item, so the cost still grows with changes only, R30).
         # Delta also says "removed" for an item that left the synced folder (moved, R21) or the
         # window (R34): the immutable id still finds it, and it is handled as a change of that item.
         # Only an item that is really gone is decided as a removal.
-        full = await ctx.mailbox.get(collection_kind, graph_id)
+        if known is not None and known.has_item:
+            full = known.item
+        else:
+            full = await ctx.mailbox.get(collection_kind, graph_id)
         if full is None:
             if row is None:
                 return
@@ -581,7 +725,7 @@ class Engine:
                         merge.for_outlook(replace(erp_item, erp_id=row.erp_id), item),  # type: ignore[type-var, arg-type]
                         quiet=decision.quiet,
                     )
-                    updated = await ctx.mailbox.update(kind, row.graph_id, body)
+                    updated = await ctx.mailbox.update(kind, row.graph_id, body, over=raw)
                     row.fingerprint = fingerprint(erp_item)
                     row.graph_change_key = updated.get("changeKey")
                     row.synced_at = now_utc()
@@ -678,7 +822,7 @@ class Engine:
         if row is None and erp_ref_on(raw) is None:
             # R21: keep the ERP id on the Outlook item, so the link can be found again from it.
             chrono = result.get("chrono") if isinstance(result, dict) else None
-            change_key = await ctx.mailbox.stamp_erp_ref(kind, graph_id, erp_ref(kind, erp_id), chrono)
+            change_key = await ctx.mailbox.stamp_erp_ref(kind, graph_id, erp_ref(kind, erp_id), chrono, over=raw)
             link.graph_change_key = change_key or link.graph_change_key
             if chrono and isinstance(item, Activity) and not item.chrono:
                 # Both sides now hold the ERP's chrono: the link's fingerprint says so (R22).
@@ -729,7 +873,16 @@ class Engine:
             and p.get("version") == row.erp_version
         ):
             return  # our own write coming back (R22)
-        erp_raw = await self.erp.get(erp_collection(kind), erp_id)
+        if not force and row is None and p.get("origin") == "outlook" and kind is not Kind.CONTACT:
+            # An activity sync-core wrote from an Outlook item: that item is its source, and linking
+            # them is the Outlook → ERP path's job (it may still be on its way, e.g. a repair run
+            # beside the queue). Never a new Outlook item (R22). A contact may also be assigned to
+            # other representatives, whose mailboxes do get it.
+            return
+        snapshot = _snapshot(p)
+        if snapshot is not None and row is not None and int(row.erp_version or 0) > int(snapshot["version"]):
+            snapshot = None  # older than what is linked (a retried message): read the ERP's current record
+        erp_raw = snapshot or await self.erp.get(erp_collection(kind), erp_id)
         await self.apply_erp_item(
             ctx, kind, erp_id, erp_raw, row, force=force, reassigned_from=p.get("previous_representative")
         )
@@ -744,6 +897,30 @@ class Engine:
         *,
         force: bool = False,
         reassigned_from: str | None = None,
+    ) -> None:
+        """Decide and apply one ERP record. The Outlook item is updated only over the version read
+        (`If-Match`): a user's edit made in between (412) is read and decided on (R18)."""
+        for attempt in range(1, 4):
+            try:
+                await self._apply_erp_item(
+                    ctx, kind, erp_id, erp_raw, row, force=force, reassigned_from=reassigned_from
+                )
+                return
+            except GraphPreconditionFailed:
+                if attempt == 3:
+                    raise
+                row = await self.state.link_by_erp_id(ctx.email, kind, erp_id)
+
+    async def _apply_erp_item(
+        self,
+        ctx: UserContext,
+        kind: Kind,
+        erp_id: str,
+        erp_raw: dict[str, Any] | None,
+        row: Link | None,
+        *,
+        force: bool,
+        reassigned_from: str | None,
     ) -> None:
         item = await self.erp_item(kind, erp_raw)
         graph_raw = await ctx.mailbox.get(kind, row.graph_id) if row else None
@@ -821,7 +998,7 @@ class Engine:
                     )
                 elif action in (Action.CREATE, Action.UPDATE) and item is not None and erp_raw is not None:
                     await self._write_graph(
-                        ctx, kind, decision, item, erp_raw, row if graph_raw else None, row, base, graph_item
+                        ctx, kind, decision, item, erp_raw, row if graph_raw else None, row, base, graph_item, graph_raw
                     )
                 elif action is Action.CONFLICT and row is not None and graph_item is None:
                     # Removed in Outlook, and Outlook won (R18, R20): the removal reaches the ERP.
@@ -857,7 +1034,7 @@ class Engine:
                     raise
             trace.get_current_span().set_attribute("sync.outcome", action.value)
         if action is not Action.FAIL:
-            await self.state.update_user_state(ctx.email, last_sync_erp_to_outlook=now_utc())
+            await self._note_synced(ctx.email, "last_sync_erp_to_outlook")
         items_synced.add(1, {"kind": kind.value, "direction": ERP_TO_OUTLOOK, "outcome": action.value})
 
     async def _find_mirror(
@@ -886,6 +1063,7 @@ class Engine:
         old_row: Link | None,
         base: dict[str, Any],
         graph_item: Item | None = None,
+        graph_raw: dict[str, Any] | None = None,
     ) -> None:
         erp_id = str(erp_raw["id"])
         current = graph_item if target is not None else None
@@ -896,7 +1074,7 @@ class Engine:
             written = await ctx.mailbox.create(kind, body)
             outcome = "created"
         else:
-            written = await ctx.mailbox.update(kind, graph_id, body)
+            written = await ctx.mailbox.update(kind, graph_id, body, over=graph_raw)
             outcome = "updated"
         fp = decision.fingerprint or fingerprint(item)
         link = old_row or Link(
@@ -974,6 +1152,60 @@ class Engine:
                 reason=f"force sync re-sent {count} item(s)",
             )
         )
+
+
+def _unchanged(raw: dict[str, Any], row: Link | None) -> bool:
+    """The delta item is at the version the link records (R22: nothing new to read)."""
+    change_key = raw.get("changeKey")
+    return row is not None and bool(change_key) and change_key == row.graph_change_key
+
+
+def _lanes(items: list[dict[str, Any]], fulls: dict[str, dict[str, Any] | None]) -> list[list[dict[str, Any]]]:
+    """Items of a delta page grouped so that those which could meet in the ERP stay in order in one
+    lane: the same ERP id on them, or (contacts) a shared e-mail address."""
+    lane_of: dict[str, int] = {}
+    lanes: list[list[dict[str, Any]]] = []
+    for raw in items:
+        full = fulls.get(str(raw["id"])) or raw
+        keys = []
+        ref = erp_ref_on(full)
+        if ref is not None:
+            keys.append(f"erp:{ref[0].value}:{ref[1]}")
+        for address in full.get("emailAddresses") or ():
+            if isinstance(address, dict) and address.get("address"):
+                keys.append(f"mail:{str(address['address']).lower()}")
+        joined = sorted({lane_of[k] for k in keys if k in lane_of})
+        if not joined:
+            index = len(lanes)
+            lanes.append([])
+        else:
+            index = joined[0]
+            for other in joined[1:]:  # this item ties lanes together: one lane, in page order
+                lanes[index].extend(lanes[other])
+                lanes[other] = []
+                for key, value in lane_of.items():
+                    if value == other:
+                        lane_of[key] = index
+        lanes[index].append(raw)
+        for key in keys:
+            lane_of[key] = index
+    return [lane for lane in lanes if lane]
+
+
+def _snapshot(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The record an `erp.changed` from erp-connector's own store carries (`data`), when it is the
+    version the message announces; None otherwise (then the ERP is read). A signed ERP event's
+    `data` (it has an `event_id`) is the ERP developer's and is not trusted to be complete."""
+    data = payload.get("data")
+    if (
+        isinstance(data, dict)
+        and "event_id" not in payload
+        and payload.get("version") is not None
+        and data.get("version") == payload.get("version")
+        and str(data.get("id")) == str(payload.get("erp_id"))
+    ):
+        return data
+    return None
 
 
 def _rule_of(exc: ErpError) -> str | None:

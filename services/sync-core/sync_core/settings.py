@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ENV_FILE, CommonSettings, GraphSettings
@@ -30,6 +30,10 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     consume: bool = True
     # How long representative settings are cached before being read again from the ERP.
     settings_cache_s: float = 30.0
+    # Delta rounds: items per page asked of Graph (Prefer: odata.maxpagesize), and how many items of
+    # one page are applied at once (distinct items; Graph calls stay within the per-mailbox cap).
+    delta_page_size: int = Field(default=100, ge=1, le=1000)
+    delta_apply_concurrency: int = Field(default=8, ge=1, le=64)
 
     # Admin console and ops API (docs/operations.md).
     # Signs the console's session cookie; change it and every session ends.

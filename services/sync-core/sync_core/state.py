@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.db import is_sqlite
 from shared.envelope import Kind, collection_of
 from shared.telemetry import current_trace_id
 from sync_core.models import DeltaCursor, InboxEntry, JournalEntry, Link, UserState
 
 log = logging.getLogger(__name__)
+
+
+_LINK_FIELDS = (
+    "graph_id",
+    "collection",
+    "fingerprint",
+    "graph_change_key",
+    "erp_version",
+    "graph_modified_at",
+    "erp_modified_at",
+    "synced_at",
+)
 
 
 def now_utc() -> datetime:
@@ -31,10 +47,27 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 class State:
-    """One façade over sync-core's tables; every method is its own short transaction."""
+    """One façade over sync-core's tables; every method is its own short transaction.
+
+    On SQLite the process's writes take turns on an asyncio lock: SQLite has one writer at a time,
+    and without the lock the handlers of all shards would wait for each other in SQLite's busy
+    handler (sleeps of several milliseconds each, measured in docs/benchmarks.md). No transaction
+    holds the lock across an HTTP call. Other replicas still meet SQLite's busy timeout.
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        bind = sessions.kw.get("bind")
+        self._write_lock = asyncio.Lock() if bind is not None and is_sqlite(bind) else None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        if self._write_lock is None:
+            async with self.sessions() as s:
+                yield s
+            return
+        async with self._write_lock, self.sessions() as s:
+            yield s
 
     # Links -----------------------------------------------------------------------------------
 
@@ -44,6 +77,18 @@ class State:
                 select(Link).where(Link.user == user, Link.collection == collection_of(kind), Link.graph_id == graph_id)
             )
             return rows.first()
+
+    async def links_by_graph_ids(self, user: str, kind: Kind, graph_ids: list[str]) -> dict[str, Link]:
+        """The links of several Graph items of one collection, in one query (a delta page)."""
+        if not graph_ids:
+            return {}
+        async with self.sessions() as s:
+            rows = await s.exec(
+                select(Link).where(
+                    Link.user == user, Link.collection == collection_of(kind), col(Link.graph_id).in_(graph_ids)
+                )
+            )
+            return {row.graph_id: row for row in rows.all()}
 
     async def link_by_erp_id(self, user: str, kind: Kind, erp_id: str) -> Link | None:
         async with self.sessions() as s:
@@ -59,38 +104,35 @@ class State:
             return list(rows.all())
 
     async def save_link(self, link: Link, journal: JournalEntry | None = None) -> Link:
-        """Insert or update a link (by its unique keys) together with its journal line."""
-        async with self.sessions() as s:
-            existing = None
-            if link.id is None:
-                rows = await s.exec(
-                    select(Link).where(Link.user == link.user, Link.kind == link.kind, Link.erp_id == link.erp_id)
-                )
-                existing = rows.first()
-            if existing is not None:
-                for field in (
-                    "graph_id",
-                    "collection",
-                    "fingerprint",
-                    "graph_change_key",
-                    "erp_version",
-                    "graph_modified_at",
-                    "erp_modified_at",
-                    "synced_at",
-                ):
-                    setattr(existing, field, getattr(link, field))
-                link = existing
-            else:
-                link = await s.merge(link)
-            s.add(link)
+        """Insert or update a link (by its unique keys) together with its journal line.
+
+        A link read earlier (it has an id) is updated by its id in one statement, without reading it
+        again; one dropped meanwhile (e.g. by reconciliation) is written again as a new row.
+        """
+        values = {field: getattr(link, field) for field in _LINK_FIELDS}
+        async with self._writing() as s:
+            if link.id is not None:
+                result = await s.exec(update(Link).where(col(Link.id) == link.id).values(**values))
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    if journal is not None:
+                        s.add(journal)
+                    await s.commit()
+                    return link
+            rows = await s.exec(
+                select(Link).where(Link.user == link.user, Link.kind == link.kind, Link.erp_id == link.erp_id)
+            )
+            row = rows.first() or Link(user=link.user, kind=link.kind, erp_id=link.erp_id, **values)
+            for field, value in values.items():
+                setattr(row, field, value)
+            s.add(row)
             if journal is not None:
                 s.add(journal)
             await s.commit()
-            await s.refresh(link)
-            return link
+            link.id = row.id
+            return row
 
     async def drop_link(self, link: Link, journal: JournalEntry | None = None) -> None:
-        async with self.sessions() as s:
+        async with self._writing() as s:
             await s.exec(delete(Link).where(col(Link.id) == link.id))
             if journal is not None:
                 s.add(journal)
@@ -107,7 +149,7 @@ class State:
             return row.delta_link if row else None
 
     async def set_cursor(self, user: str, collection: str, delta_link: str | None) -> None:
-        async with self.sessions() as s:
+        async with self._writing() as s:
             rows = await s.exec(
                 select(DeltaCursor).where(DeltaCursor.user == user, DeltaCursor.collection == collection)
             )
@@ -130,7 +172,7 @@ class State:
             return await s.get(InboxEntry, message_id) is not None
 
     async def mark_seen(self, message_id: str) -> None:
-        async with self.sessions() as s:
+        async with self._writing() as s:
             s.add(InboxEntry(message_id=message_id, processed_at=now_utc()))
             try:
                 await s.commit()
@@ -139,14 +181,14 @@ class State:
                 await s.rollback()
 
     async def prune_inbox(self, older_than: timedelta = timedelta(days=7)) -> None:
-        async with self.sessions() as s:
+        async with self._writing() as s:
             await s.exec(delete(InboxEntry).where(col(InboxEntry.processed_at) < now_utc() - older_than))
             await s.commit()
 
     # Journal -------------------------------------------------------------------------------------
 
     async def journal(self, entry: JournalEntry) -> None:
-        async with self.sessions() as s:
+        async with self._writing() as s:
             s.add(entry)
             await s.commit()
 
@@ -157,18 +199,20 @@ class State:
             return await s.get(UserState, user)
 
     async def update_user_state(self, user: str, **fields: Any) -> None:
-        async with self.sessions() as s:
-            row = await s.get(UserState, user)
-            if row is None:
-                row = UserState(user=user)
-            for key, value in fields.items():
-                setattr(row, key, value)
-            s.add(row)
-            try:
-                await s.commit()
-            except IntegrityError:
-                await s.rollback()
-                await self.update_user_state(user, **fields)
+        for _ in range(3):
+            async with self._writing() as s:
+                row = await s.get(UserState, user)
+                if row is None:
+                    row = UserState(user=user)
+                for key, value in fields.items():
+                    setattr(row, key, value)
+                s.add(row)
+                try:
+                    await s.commit()
+                    return
+                except IntegrityError:
+                    # Another replica inserted the row meanwhile: update it instead.
+                    await s.rollback()
 
 
 def journal_entry(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from shared.envelope import Kind, collection_of
 from shared.graph.client import GraphClient
-from shared.graph.errors import GraphNotFound
+from shared.graph.errors import GraphNotFound, GraphPreconditionFailed
 from sync_core.domain.mapping.common import instant
 from sync_core.domain.mapping.properties import CHRONO as CHRONO_PROPERTY
 from sync_core.domain.mapping.properties import (
@@ -31,6 +32,18 @@ EXPAND = {
 
 def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def if_match(raw: dict[str, Any] | None) -> dict[str, str] | None:
+    """`If-Match` for a write over the version of an Outlook item we read (its etag or changeKey).
+
+    Events and contacts only: a To Do task's update is several writes (linked resources and
+    extensions one by one), and sync-core records no change key for To Do (it is never skipped).
+    """
+    if not raw:
+        return None
+    etag = raw.get("@odata.etag") or (f'W/"{raw["changeKey"]}"' if raw.get("changeKey") else None)
+    return {"If-Match": str(etag)} if etag else None
 
 
 def _modified(item: dict[str, Any]) -> datetime:
@@ -77,8 +90,10 @@ class Mailbox:
             return f"/users/{self.user_id}/calendarView/delta", params
         return f"{await self.collection_path(kind)}/delta", {}
 
-    async def delta(self, url: str, params: dict | None = None) -> AsyncIterator[tuple[list[dict], str | None]]:
-        async for page in self.graph.delta(url, params=params, mailbox=self.email):
+    async def delta(
+        self, url: str, params: dict | None = None, page_size: int | None = None
+    ) -> AsyncIterator[tuple[list[dict], str | None]]:
+        async for page in self.graph.delta(url, params=params, max_page_size=page_size, mailbox=self.email):
             yield page
 
     async def items_since(
@@ -115,6 +130,27 @@ class Mailbox:
             return await self.graph.get_json(path, params=params, mailbox=self.email)  # type: ignore[no-any-return]
         except GraphNotFound:
             return None
+
+    async def get_many(self, kind: Kind, item_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Several items as `get` reads them, through `$batch` (20 per request): id → item, None when
+        gone. An item Graph did not answer for (throttled for too long, an error) is left out; the
+        caller reads it alone, with the client's own retries and errors."""
+        if not item_ids:
+            return {}
+        path = await self.collection_path(kind)
+        expand = quote(EXPAND[collection_of(kind)], safe="(),='$")
+        requests = [
+            {"id": str(i), "method": "GET", "url": f"{path}/{item_id}?$expand={expand}"}
+            for i, item_id in enumerate(item_ids)
+        ]
+        found: dict[str, dict[str, Any] | None] = {}
+        for item_id, answer in zip(item_ids, await self.graph.batch(requests, mailbox=self.email), strict=True):
+            status = int(answer.get("status") or 0)
+            if status == 200 and isinstance(answer.get("body"), dict):
+                found[item_id] = answer["body"]
+            elif status == 404:
+                found[item_id] = None
+        return found
 
     async def find_by_erp_ref(self, kind: Kind, ref: str) -> dict[str, Any] | None:
         """Re-find an item by the ERP id kept on it (R21), e.g. after a lost link or a move."""
@@ -159,10 +195,14 @@ class Mailbox:
             await self.graph.post_json(f"{path}/{created['id']}/extensions", json=ext, mailbox=self.email)
         return created
 
-    async def update(self, kind: Kind, item_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, kind: Kind, item_id: str, body: dict[str, Any], *, over: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Update an item; with `over` (the item as read), only over that version: a user's edit made
+        since raises `GraphPreconditionFailed` (412) instead of being overwritten."""
         path = f"{await self.collection_path(kind)}/{item_id}"
         if collection_of(kind) != "todo":
-            return await self.graph.patch_json(path, json=body, mailbox=self.email)
+            return await self.graph.patch_json(path, json=body, mailbox=self.email, headers=if_match(over))
         props, links, extensions = split_todo_body(body)
         updated = await self.graph.patch_json(path, json=props, mailbox=self.email)
         # To Do updates its linked resources and extensions one by one, not inline.
@@ -189,16 +229,36 @@ class Mailbox:
         except GraphNotFound:
             return
 
-    async def stamp_erp_ref(self, kind: Kind, item_id: str, ref: str, display_name: str | None = None) -> str | None:
-        """Write the ERP id (and an event's chrono) onto an Outlook-created item (R21); returns the new changeKey."""
+    async def stamp_erp_ref(
+        self,
+        kind: Kind,
+        item_id: str,
+        ref: str,
+        display_name: str | None = None,
+        *,
+        over: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Write the ERP id (and an event's chrono) onto an Outlook-created item (R21).
+
+        Returns the new changeKey only when the write was made over the version read (`over`,
+        `If-Match`): that key then stands for content sync-core knows, and the next delta round may
+        skip the item by it (R22). When the user edited the item meanwhile (412), the stamp is
+        written anyway and None is returned: the edit is still to be synced.
+        """
         try:
-            return await self._stamp_erp_ref(kind, item_id, ref, display_name)
+            try:
+                return await self._stamp_erp_ref(kind, item_id, ref, display_name, if_match(over))
+            except GraphPreconditionFailed:
+                await self._stamp_erp_ref(kind, item_id, ref, display_name, None)
+                return None
         except GraphNotFound:
             # Deleted in Outlook while its creation was being carried over: the link stays, and the
             # next delta round reports the removal (R20). Not a reason to dead-letter the whole round.
             return None
 
-    async def _stamp_erp_ref(self, kind: Kind, item_id: str, ref: str, display_name: str | None) -> str | None:
+    async def _stamp_erp_ref(
+        self, kind: Kind, item_id: str, ref: str, display_name: str | None, headers: dict[str, str] | None
+    ) -> str | None:
         path = f"{await self.collection_path(kind)}/{item_id}"
         if collection_of(kind) == "todo":
             # To Do keeps it in a linked resource, created through its own collection.
@@ -212,12 +272,11 @@ class Mailbox:
                 },
                 mailbox=self.email,
             )
-            task = await self.graph.get_json(path, mailbox=self.email)
-            return task.get("@odata.etag")
+            return None  # To Do items are never skipped by a change key (see `if_match`)
         props = [{"id": ERP_ID_PROPERTY, "value": ref}]
         if display_name and collection_of(kind) == "event":
             # R01: the ERP's chrono ("Chrono X3") is shown on the Outlook event too.
             props.append({"id": CHRONO_PROPERTY, "value": display_name})
         body = {"singleValueExtendedProperties": props}
-        updated = await self.graph.patch_json(path, json=body, mailbox=self.email)
-        return updated.get("changeKey")
+        updated = await self.graph.patch_json(path, json=body, mailbox=self.email, headers=headers)
+        return updated.get("changeKey") if headers else None
