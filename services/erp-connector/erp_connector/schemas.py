@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from erp_connector.models import ActivityKind, ConflictPolicy, Origin, PartnerType
 
@@ -18,6 +18,9 @@ from erp_connector.models import ActivityKind, ConflictPolicy, Origin, PartnerTy
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
+# The largest id or count the database columns hold (32-bit INTEGER on PostgreSQL): numbers beyond
+# are refused as invalid input (422) instead of failing in the database (500).
+MAX_DB_INT = 2**31 - 1
 
 
 def _email(value: str) -> str:
@@ -51,10 +54,21 @@ Code = Annotated[str, AfterValidator(_code)]
 UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
+def refuse_nul(value: Any) -> Any:
+    """A text (or list of texts) with a NUL character is refused: no database column can hold one
+    (PostgreSQL refuses it outright), so it would otherwise fail as a 500 after validation."""
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(text, str) and "\x00" in text for text in texts):
+        raise ValueError("text must not contain a NUL character (U+0000)")
+    return value
+
+
 class Strict(BaseModel):
-    """Unknown fields are refused, so a typo is a 422 and not silently ignored."""
+    """Unknown fields are refused, so a typo is a 422 and not silently ignored; so is a NUL character."""
 
     model_config = ConfigDict(extra="forbid")
+
+    _no_nul = field_validator("*", mode="after")(refuse_nul)
 
 
 # Representatives ---------------------------------------------------------------------------
@@ -237,12 +251,12 @@ class ActivityCreate(Strict):
     notes: str | None = Field(default=None, max_length=100_000)
     done: bool = False
     partner_code: Code | None = None
-    contact_id: int | None = None
+    contact_id: int | None = Field(default=None, ge=1, le=MAX_DB_INT)
     representative: Code
     participants: list[Code] = Field(default_factory=list, max_length=100)
     public: bool = True
     origin: Origin = Origin.ERP
-    time_spent_minutes: int | None = Field(default=None, ge=0)
+    time_spent_minutes: int | None = Field(default=None, ge=0, le=MAX_DB_INT)
 
 
 class ActivityUpdate(Strict):
@@ -258,11 +272,11 @@ class ActivityUpdate(Strict):
     notes: str | None = Field(default=None, max_length=100_000)
     done: bool | None = None
     partner_code: Code | None = None
-    contact_id: int | None = None
+    contact_id: int | None = Field(default=None, ge=1, le=MAX_DB_INT)
     representative: Code | None = None
     participants: list[Code] | None = Field(default=None, max_length=100)
     public: bool | None = None
-    time_spent_minutes: int | None = Field(default=None, ge=0)
+    time_spent_minutes: int | None = Field(default=None, ge=0, le=MAX_DB_INT)
 
 
 class ActivityPublic(BaseModel):

@@ -16,13 +16,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from erp_connector.broker import publish_confirmed
 from erp_connector.errors import ErpError
 from erp_connector.models import ActivityKind, WebhookSeen
+from erp_connector.schemas import refuse_nul
 from erp_connector.settings import ErpConnectorSettings
 from erp_connector.store import BUS_KIND
 from erp_connector.unit_of_work import UnitOfWork
@@ -65,6 +66,9 @@ class ErpEvent(BaseModel):
     erp_id: str = Field(min_length=1, max_length=100)
     version: int | None = None
     data: dict[str, Any] | None = None
+
+    # The representatives' codes are looked up in the database, which holds no NUL character.
+    _no_nul = field_validator("id", "representative", "previous_representative", "erp_id")(refuse_nul)
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +149,8 @@ def _parse(body: bytes) -> ErpEvent:
         return ErpEvent.model_validate(json.loads(body))
     except json.JSONDecodeError as exc:
         raise _problem(422, "invalid_json", f"the body is not JSON: {exc.msg} at {exc.pos}") from exc
+    except RecursionError as exc:
+        raise _problem(422, "invalid_json", "the body is not JSON this service reads: nested too deeply") from exc
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
         raise _problem(422, "invalid_event", "the event does not match the schema", errors=errors) from exc

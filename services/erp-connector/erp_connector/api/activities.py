@@ -6,12 +6,12 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from erp_connector.api.deps import Limit, Offset, UowDep, WriteDep
-from erp_connector.api.responses import ERROR_RESPONSES, etag, written
+from erp_connector.api.deps import Limit, Offset, RecordId, UowDep, WriteDep
+from erp_connector.api.responses import ERROR_RESPONSES, BoundedBodyRoute, etag, written
 from erp_connector.models import ActivityKind, Origin
 from erp_connector.schemas import ActivityCreate, ActivityPublic, ActivityUpdate, Page
 
-router = APIRouter(prefix="/activities", tags=["activities"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/activities", tags=["activities"], responses=ERROR_RESPONSES, route_class=BoundedBodyRoute)
 
 
 @router.get("", response_model=Page[ActivityPublic])
@@ -46,7 +46,7 @@ async def list_activities(
 
 
 @router.get("/{activity_id}", response_model=ActivityPublic)
-async def get_activity(activity_id: int, uow: UowDep, response: Response) -> ActivityPublic:
+async def get_activity(activity_id: RecordId, uow: UowDep, response: Response) -> ActivityPublic:
     """An activity, or its tombstone (`deleted: true`)."""
     activity = await uow.read(lambda erp: erp.get_activity(activity_id))
     response.headers["ETag"] = etag(activity.version)
@@ -61,7 +61,7 @@ async def create_activity(data: ActivityCreate, uow: UowDep, write: WriteDep) ->
 
 
 @router.put("/{activity_id}", response_model=ActivityPublic)
-async def update_activity(activity_id: int, data: ActivityUpdate, uow: UowDep, write: WriteDep) -> JSONResponse:
+async def update_activity(activity_id: RecordId, data: ActivityUpdate, uow: UowDep, write: WriteDep) -> JSONResponse:
     """Change the fields present in the body; the others keep their value."""
     result = await uow.write(
         write, lambda erp: erp.update_activity(activity_id, data, expected_version=write.expected_version)
@@ -70,7 +70,7 @@ async def update_activity(activity_id: int, data: ActivityUpdate, uow: UowDep, w
 
 
 @router.delete("/{activity_id}", response_model=ActivityPublic)
-async def delete_activity(activity_id: int, uow: UowDep, write: WriteDep) -> JSONResponse:
+async def delete_activity(activity_id: RecordId, uow: UowDep, write: WriteDep) -> JSONResponse:
     """Soft delete: the activity stays readable as a tombstone and its mirror is deleted (R19)."""
     result = await uow.write(
         write, lambda erp: erp.delete_activity(activity_id, expected_version=write.expected_version)

@@ -6,12 +6,12 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from erp_connector.api.deps import Limit, Offset, UowDep, WriteDep
-from erp_connector.api.responses import ERROR_RESPONSES, etag, written
+from erp_connector.api.deps import Limit, Offset, RecordId, UowDep, WriteDep
+from erp_connector.api.responses import ERROR_RESPONSES, BoundedBodyRoute, etag, written
 from erp_connector.models import Origin
 from erp_connector.schemas import ContactCreate, ContactPublic, ContactUpdate, Page
 
-router = APIRouter(prefix="/contacts", tags=["contacts"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/contacts", tags=["contacts"], responses=ERROR_RESPONSES, route_class=BoundedBodyRoute)
 
 
 @router.get("", response_model=Page[ContactPublic])
@@ -43,7 +43,7 @@ async def list_contacts(
 
 
 @router.get("/{contact_id}", response_model=ContactPublic)
-async def get_contact(contact_id: int, uow: UowDep, response: Response) -> ContactPublic:
+async def get_contact(contact_id: RecordId, uow: UowDep, response: Response) -> ContactPublic:
     """A contact, or its tombstone (`deleted: true`)."""
     contact = await uow.read(lambda erp: erp.get_contact(contact_id))
     response.headers["ETag"] = etag(contact.version)
@@ -58,7 +58,7 @@ async def create_contact(data: ContactCreate, uow: UowDep, write: WriteDep) -> J
 
 
 @router.put("/{contact_id}", response_model=ContactPublic)
-async def update_contact(contact_id: int, data: ContactUpdate, uow: UowDep, write: WriteDep) -> JSONResponse:
+async def update_contact(contact_id: RecordId, data: ContactUpdate, uow: UowDep, write: WriteDep) -> JSONResponse:
     """Change the fields present in the body; the others keep their value."""
     result = await uow.write(
         write, lambda erp: erp.update_contact(contact_id, data, expected_version=write.expected_version)
@@ -67,13 +67,13 @@ async def update_contact(contact_id: int, data: ContactUpdate, uow: UowDep, writ
 
 
 @router.delete("/{contact_id}", response_model=ContactPublic)
-async def delete_contact(contact_id: int, uow: UowDep, write: WriteDep) -> JSONResponse:
+async def delete_contact(contact_id: RecordId, uow: UowDep, write: WriteDep) -> JSONResponse:
     result = await uow.write(write, lambda erp: erp.delete_contact(contact_id, expected_version=write.expected_version))
     return written(result)
 
 
 @router.delete("/{contact_id}/representatives/{code}", response_model=ContactPublic)
-async def remove_assignment(contact_id: int, code: str, uow: UowDep, write: WriteDep) -> JSONResponse:
+async def remove_assignment(contact_id: RecordId, code: str, uow: UowDep, write: WriteDep) -> JSONResponse:
     """Unassign one representative: a contact deleted in Outlook only loses that user (R20)."""
     result = await uow.write(
         write, lambda erp: erp.remove_assignment(contact_id, code, expected_version=write.expected_version)

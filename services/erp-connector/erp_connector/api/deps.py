@@ -6,22 +6,23 @@ import hmac
 import json
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Query, Request, status
+from fastapi import Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from erp_connector.models import Origin
+from erp_connector.schemas import MAX_DB_INT
 from erp_connector.settings import ErpConnectorSettings
 from erp_connector.unit_of_work import UnitOfWork, WriteRequest, fingerprint
 
 _bearer = HTTPBearer(auto_error=False, description="ERP_API_TOKEN")
 
 
-def get_settings(request: Request) -> ErpConnectorSettings:
+async def get_settings(request: Request) -> ErpConnectorSettings:
     settings: ErpConnectorSettings = request.app.state.settings
     return settings
 
 
-def get_uow(request: Request) -> UnitOfWork:
+async def get_uow(request: Request) -> UnitOfWork:
     uow: UnitOfWork = request.app.state.uow
     return uow
 
@@ -30,7 +31,7 @@ SettingsDep = Annotated[ErpConnectorSettings, Depends(get_settings)]
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 
 
-def require_token(
+async def require_token(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """Refuse a request without the API bearer token (compared in constant time)."""
@@ -61,8 +62,19 @@ def _canonical(body: bytes) -> bytes:
     """JSON bodies compared by content, not by key order or spacing."""
     try:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON, or nested too deeply to parse (a body on a DELETE is not read otherwise).
         return body
+
+
+def refuse_nul(request: Request) -> None:
+    """422 for a NUL character in the path or the query: no database column can hold one."""
+    values = [*request.path_params.values(), *request.query_params.values()]
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail={"code": "invalid", "message": "the path or query contains a NUL character (U+0000)"},
+        )
 
 
 async def write_request(
@@ -87,4 +99,6 @@ async def write_request(
 
 WriteDep = Annotated[WriteRequest, Depends(write_request)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size, at most 1000")]
-Offset = Annotated[int, Query(ge=0)]
+# Bounded like the database's integers: a larger number is refused with 422, not a database error.
+Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
+RecordId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="The record's id")]

@@ -7,10 +7,12 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from erp_connector.api.deps import Limit, Offset, UowDep, WriteDep
-from erp_connector.api.responses import ERROR_RESPONSES, etag, written
+from erp_connector.api.responses import ERROR_RESPONSES, BoundedBodyRoute, etag, written
 from erp_connector.schemas import GroupCreate, GroupPublic, GroupUpdate, Page
 
-router = APIRouter(prefix="/contact-groups", tags=["contact groups"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/contact-groups", tags=["contact groups"], responses=ERROR_RESPONSES, route_class=BoundedBodyRoute
+)
 
 
 @router.get("", response_model=Page[GroupPublic])

@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from erp_connector.api.deps import Limit, Offset, UowDep, WriteDep
-from erp_connector.api.responses import ERROR_RESPONSES, etag, written
+from erp_connector.api.responses import ERROR_RESPONSES, BoundedBodyRoute, etag, written
 from erp_connector.models import PartnerType
 from erp_connector.schemas import Page, PartnerCreate, PartnerPublic, PartnerUpdate
 
-router = APIRouter(prefix="/partners", tags=["partners"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/partners", tags=["partners"], responses=ERROR_RESPONSES, route_class=BoundedBodyRoute)
 
 
 @router.get("", response_model=Page[PartnerPublic])

@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from erp_connector.api.deps import Limit, Offset, UowDep, WriteDep
-from erp_connector.api.responses import ERROR_RESPONSES, etag, written
+from erp_connector.api.responses import ERROR_RESPONSES, BoundedBodyRoute, etag, written
 from erp_connector.schemas import Page, RepresentativeCreate, RepresentativePublic, RepresentativeUpdate
 
-router = APIRouter(prefix="/representatives", tags=["representatives"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/representatives", tags=["representatives"], responses=ERROR_RESPONSES, route_class=BoundedBodyRoute
+)
 
 
 @router.get("", response_model=Page[RepresentativePublic])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
 
 from sync_core.api.deps import Operator, RuntimeDep
-from sync_core.api.schemas import ERRORS, AnomalyPublic, Count, ReconcileRunPublic, RepairRequest
+from sync_core.api.schemas import ERRORS, MAX_DB_INT, AnomalyPublic, Count, ReconcileRunPublic, RepairRequest
 
 router = APIRouter(prefix="/api/v1/ops", tags=["anomalies"], responses=ERRORS)
 
@@ -27,7 +29,9 @@ async def anomalies(
 
 
 @router.post("/anomalies/{anomaly_id}/repair", response_model=AnomalyPublic, status_code=202)
-async def repair(anomaly_id: int, request: RepairRequest, rt: RuntimeDep, actor: Operator) -> AnomalyPublic:
+async def repair(
+    anomaly_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], request: RepairRequest, rt: RuntimeDep, actor: Operator
+) -> AnomalyPublic:
     """Carry out a repair through the normal sync path (a message to the engine); audited.
     Reconcile the user again to see it resolved."""
     row = await rt.reconciler.repair(anomaly_id, request.repair, actor=actor)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sync_core.operations.errors import Invalid
+
 if TYPE_CHECKING:
     from sync_core.app import Runtime
 
@@ -38,8 +40,17 @@ def require_operator(
     expected = rt.settings.ops_api_token.get_secret_value()
     if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
         raise HTTPException(401, "a valid ops API bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    refuse_nul(request)
     claimed = _ACTOR.sub("", x_ops_actor or "")[:100]
     return f"{TOKEN_ACTOR}:{claimed}" if claimed else TOKEN_ACTOR
+
+
+def refuse_nul(request: Request) -> None:
+    """`Invalid` (422) for a NUL character in the path or query: no database text holds one
+    (PostgreSQL refuses it), so it would otherwise fail as a 500 deep in a query."""
+    values = [*request.path_params.values(), *request.query_params.values()]
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        raise Invalid("the path or query contains a NUL character (U+0000)")
 
 
 RuntimeDep = Annotated["Runtime", Depends(get_runtime)]

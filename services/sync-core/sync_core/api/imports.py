@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from sync_core.api.deps import Operator, RuntimeDep
-from sync_core.api.schemas import ERRORS
+from sync_core.api.schemas import ERRORS, MAX_DB_INT
 from sync_core.operations.imports import ImportedPage, imported
 
 router = APIRouter(prefix="/api/v1/ops", tags=["imported"], responses=ERRORS)
@@ -18,7 +18,7 @@ async def imported_activities(
     user: str | None = Query(None, description="Representative code or mailbox"),
     kind: str | None = Query(None, description="meeting, task or call"),
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
     tz: str | None = Query(None, description="IANA time zone of start date/time (default CONSOLE_TIMEZONE)"),
 ) -> ImportedPage:
     """Start date, start time, duration, subject, location, comment, last update and user code of each

@@ -14,18 +14,19 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from sync_core.api.deps import Operator, RuntimeDep
+from sync_core.api.schemas import ERRORS, MAX_DB_INT, UtcDatetime
 from sync_core.models import DeltaCursor, UserState
 from sync_core.operations.journal import JournalQuery, JournalRow, search
 
-router = APIRouter(prefix="/api/v1/ops", tags=["ops"])
+router = APIRouter(prefix="/api/v1/ops", tags=["ops"], responses=ERRORS)
 
 
 class UserStatePublic(BaseModel):
     user: str
     healthy: bool
     last_error: str | None
-    last_sync_outlook_to_erp: datetime | None
-    last_sync_erp_to_outlook: datetime | None
+    last_sync_outlook_to_erp: UtcDatetime | None
+    last_sync_erp_to_outlook: UtcDatetime | None
     delta_collections: list[str]
 
 
@@ -69,7 +70,7 @@ async def journal(
     since: datetime | None = Query(None, description="Rows at or after this instant (ISO 8601; naive = UTC)"),
     until: datetime | None = Query(None, description="Rows before this instant"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> list[JournalRow]:
     """The journal (R25), newest first, filtered by user, kind, direction, outcome, rule, actor and time.
 

@@ -20,11 +20,21 @@ class ErrorPublic(BaseModel):
     detail: str
 
 
+class InvalidPublic(BaseModel):
+    """A refusal by an ERP rule (a message), or invalid input (FastAPI's list of what is wrong where)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# The largest offset or id the database's integers hold: a larger one is a 422, not a database error.
+MAX_DB_INT = 2**31 - 1
+
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorPublic, "description": "The body is not JSON"},
     401: {"model": ErrorPublic, "description": "No or wrong bearer token (OPS_API_TOKEN)"},
     404: {"model": ErrorPublic, "description": "Unknown user, anomaly or dead letter"},
     409: {"model": ErrorPublic, "description": "Conflicts with the current state (stale version, user not enabled)"},
-    422: {"model": ErrorPublic, "description": "Invalid request, or refused by an ERP rule"},
+    422: {"model": InvalidPublic, "description": "Invalid request, or refused by an ERP rule"},
     503: {"model": ErrorPublic, "description": "The ERP, graph-webhook, Graph or the broker did not answer"},
 }
 

@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from sync_core.api.deps import refuse_nul
+from sync_core.api.schemas import MAX_DB_INT
 from sync_core.auth import LOGIN_COOKIE, SESSION_COOKIE, ConsoleSession, csrf_ok
 from sync_core.operations import connection, force, imports, queues, subscriptions, users
 from sync_core.operations.errors import OpsError
@@ -88,6 +91,7 @@ async def admin_session(request: Request) -> ConsoleSession:
     if session is None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(path)
+    refuse_nul(request)
     return session
 
 
@@ -454,7 +458,7 @@ async def journal_page(
     actor: str = "",
     since: str = "",
     until: str = "",
-    offset: int = 0,
+    offset: Annotated[int, Query(le=MAX_DB_INT)] = 0,
 ) -> Response:
     rt = runtime(request)
     tz = _zone(request)
@@ -545,7 +549,10 @@ async def reconcile_from_anomalies(
 
 @router.post("/anomalies/{anomaly_id}/repair")
 async def repair_anomaly(
-    request: Request, anomaly_id: int, session: PostingAdmin, repair: Annotated[str, Form(max_length=50)] = ""
+    request: Request,
+    anomaly_id: Annotated[int, PathParam(ge=1, le=MAX_DB_INT)],
+    session: PostingAdmin,
+    repair: Annotated[str, Form(max_length=50)] = "",
 ) -> Response:
     rt = runtime(request)
     back = "/admin/anomalies"
@@ -565,7 +572,9 @@ async def repair_anomaly(
 
 
 @router.get("/imported", response_class=HTMLResponse)
-async def imported_page(request: Request, session: Admin, user: str = "", kind: str = "", offset: int = 0) -> Response:
+async def imported_page(
+    request: Request, session: Admin, user: str = "", kind: str = "", offset: Annotated[int, Query(le=MAX_DB_INT)] = 0
+) -> Response:
     rt = runtime(request)
     try:
         page = await imports.imported(rt, user=user or None, kind=kind or None, limit=PAGE_SIZE, offset=max(offset, 0))

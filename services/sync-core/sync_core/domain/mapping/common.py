@@ -10,11 +10,24 @@ from ..timezones import parse_date_time
 
 
 def text(value: Any) -> str | None:
-    """A stripped string, None when empty."""
+    """A stripped string, None when empty. NUL characters are dropped: no database column holds one
+    and the ERP refuses them (422), so no canonical text carries one, from either side."""
     if value is None:
         return None
-    out = str(value).strip()
+    out = str(value).replace("\x00", "").strip()
     return out or None
+
+
+def without_nul(body: dict[str, Any]) -> dict[str, Any]:
+    """An API body with NUL characters dropped from its texts and lists of texts (see `text`)."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, str):
+            value = value.replace("\x00", "")
+        elif isinstance(value, list):
+            value = [v.replace("\x00", "") if isinstance(v, str) else v for v in value]
+        out[key] = value
+    return out
 
 
 def instant(value: Any) -> datetime | None:

@@ -14,7 +14,7 @@ from ..errors import MappingError
 from ..model import Activity, ActivityKind, Contact, Person
 from ..rules import DEFAULT_CONTACT_GROUP, kind_of_chrono
 from ..timezones import utc_midnight
-from .common import instant, text
+from .common import instant, text, without_nul
 
 ORIGIN_OUTLOOK = "outlook"
 
@@ -204,7 +204,7 @@ def activity_to_erp(
         body["due"] = format_instant(utc_midnight(a.due)) if a.due else None
     if a.chrono:
         body["chrono"] = a.chrono
-    return body
+    return without_nul(body)
 
 
 def erp_contact_to_contact(c: dict[str, Any]) -> Contact:
@@ -248,4 +248,4 @@ def contact_to_erp(
     }
     if _create(c.erp_id, create):
         body["origin"] = ORIGIN_OUTLOOK
-    return body
+    return without_nul(body)
