@@ -45,6 +45,7 @@ class Runtime:
         self.graph = GraphClient(settings)
         self.engine = Engine(state=self.state, erp=self.erp, graph=self.graph, tenant=settings.tenant)
         self.engine.settings_cache_s = settings.settings_cache_s
+        self.erp.partners_cache_s = settings.settings_cache_s
         self.engine.delta_page_size = settings.delta_page_size
         self.engine.delta_apply_concurrency = settings.delta_apply_concurrency
         self.engine.publish = self.bus.publish

@@ -28,7 +28,7 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     auto_migrate: bool = True
     # Consume the work queues (off for a read-only console replica).
     consume: bool = True
-    # How long representative settings are cached before being read again from the ERP.
+    # How long representative settings and business partners are cached before being read again from the ERP.
     settings_cache_s: float = 30.0
     # Delta rounds: items per page asked of Graph (Prefer: odata.maxpagesize), and how many items of
     # one page are applied at once (distinct items; Graph calls stay within the per-mailbox cap).

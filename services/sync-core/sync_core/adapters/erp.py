@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -65,6 +67,23 @@ class ErpClient:
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
         )
+        # Business partners (R10, R11) are master data: looked up per item, read at most this often.
+        self.partners_cache_s = 0.0
+        self._partners: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+
+    async def _cached_partner(
+        self, key: tuple[str, str], read: Callable[[], Awaitable[dict[str, Any] | None]]
+    ) -> dict[str, Any] | None:
+        if self.partners_cache_s > 0:
+            hit = self._partners.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.partners_cache_s:
+                return hit[1]
+        value = await read()
+        if self.partners_cache_s > 0:
+            if len(self._partners) > 10_000:
+                self._partners.clear()
+            self._partners[key] = (time.monotonic(), value)
+        return value
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -149,16 +168,22 @@ class ErpClient:
             return
 
     async def partner(self, code: str) -> dict[str, Any] | None:
-        try:
-            return await self._call("GET", f"/partners/{code}")  # type: ignore[no-any-return]
-        except ErpNotFound:
-            return None
+        async def read() -> dict[str, Any] | None:
+            try:
+                return await self._call("GET", f"/partners/{code}")  # type: ignore[no-any-return]
+            except ErpNotFound:
+                return None
+
+        return await self._cached_partner(("code", code), read)
 
     async def partner_for_domain(self, domain: str) -> dict[str, Any] | None:
-        try:
-            return await self._call("GET", "/partners/resolve", params={"domain": domain})  # type: ignore[no-any-return]
-        except ErpNotFound:
-            return None
+        async def read() -> dict[str, Any] | None:
+            try:
+                return await self._call("GET", "/partners/resolve", params={"domain": domain})  # type: ignore[no-any-return]
+            except ErpNotFound:
+                return None
+
+        return await self._cached_partner(("domain", domain.lower()), read)
 
     async def contacts_by_email(self, email: str) -> list[dict[str, Any]]:
         page = await self._call("GET", "/contacts", params={"email": email, "limit": 10})
