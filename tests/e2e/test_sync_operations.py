@@ -33,6 +33,15 @@ async def test_last_sync_times_are_kept_per_direction_R23(system: System) -> Non
 
     first = await eventually(both_stamped)
     assert first["healthy"] is True
+    version = (await system.erp_write("GET", "representatives/REP01"))["version"]
+
+    async def kept_in_the_erp() -> dict | None:
+        rep = await system.erp_write("GET", "representatives/REP01")
+        return rep if rep["last_sync_outlook_to_erp"] and rep["last_sync_erp_to_outlook"] else None
+
+    # The ERP's representative shows them too, without a new version (an admin's open form stays valid).
+    rep = await eventually(kept_in_the_erp, timeout=40)
+    assert rep["version"] == version
 
     await system.erp_write("POST", "activities", meeting_body("Stamp E2O again", at(days=4)), expect=201)
 

@@ -273,6 +273,11 @@ class ErpStore:
         after = representative_public(row).model_dump()
         if after == before:
             return representative_public(row)
+        if set(changes) <= nullable:
+            # Only the last-sync times (R23), written by sync-core as it works: not an edit of the
+            # record, so its version stays and an admin's form open on it is not made stale.
+            await self.session.flush()
+            return representative_public(row)
         self._touch(row)
         await self.session.flush()
         if any(

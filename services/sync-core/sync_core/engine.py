@@ -188,6 +188,12 @@ class Engine:
         self._sync_times_written: dict[str, float] = {}
         self._sync_times_flush: dict[str, asyncio.Task[None]] = {}
         self._known_healthy: set[str] = set()
+        # ... and kept on the ERP representative (R23) at most this often.
+        self.erp_sync_times_interval_s = 30.0
+        self._erp_times_pending: dict[str, dict[str, datetime]] = {}
+        self._erp_times_written: dict[str, float] = {}
+        self._erp_times_flush: dict[str, asyncio.Task[None]] = {}
+        self._erp_times_known: set[tuple[str, str]] = set()  # (user, field) written once: later ones wait
         # Publishes follow-up messages (a force sync split per collection); set by the runtime.
         self.publish: Callable[[Envelope], Awaitable[None]] | None = None
 
@@ -277,20 +283,51 @@ class Engine:
         fields = self._sync_times_pending.pop(email, None)
         if not fields:
             return
-        self._sync_times_written[email] = time.monotonic()
+        now = time.monotonic()
+        self._sync_times_written[email] = now
         await self.state.update_user_state(email, **fields)
         if fields.get("healthy"):
             self._known_healthy.add(email)
+        times = {k: v for k, v in fields.items() if k.startswith("last_sync_")}
+        self._erp_times_pending.setdefault(email, {}).update(times)
+        wait = self.erp_sync_times_interval_s - (now - self._erp_times_written.get(email, float("-inf")))
+        first = any((email, field) not in self._erp_times_known for field in times)
+        if wait <= 0 or first:
+            await self._write_erp_sync_times(email, now)
+        elif email not in self._erp_times_flush:
+            self._erp_times_flush[email] = asyncio.create_task(self._write_erp_sync_times_later(email, wait))
+
+    async def _write_erp_sync_times_later(self, email: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._erp_times_flush.pop(email, None)
+        await self._write_erp_sync_times(email, time.monotonic())
+
+    async def _write_erp_sync_times(self, email: str, now: float) -> None:
+        """R23 in the ERP too (the representative's last sync fields), at most every half minute."""
+        cached = self._settings_cache.get(email)
+        code = cached[1].code if cached and cached[1] else None
+        times = self._erp_times_pending.pop(email, None)
+        if not code or not times:
+            return
+        self._erp_times_written[email] = now
+        self._erp_times_known.update((email, field) for field in times)
+        try:
+            await self.erp.set_last_sync_times(code, {k: v.isoformat() for k, v in times.items()})
+        except ErpError as exc:
+            log.warning("last sync times not written to the ERP: %s", type(exc).__name__)
 
     async def aclose(self) -> None:
         """Write what is still pending (last sync times)."""
-        tasks = list(self._sync_times_flush.values())
+        tasks = [*self._sync_times_flush.values(), *self._erp_times_flush.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._sync_times_flush.clear()
+        self._erp_times_flush.clear()
         for email in list(self._sync_times_pending):
             await self._write_sync_times(email)
+        for email in list(self._erp_times_pending):
+            await self._write_erp_sync_times(email, time.monotonic())
 
     async def _mark_failure(self, email: str, exc: Exception) -> None:
         """R35: a user whose mailbox or credentials fail is flagged at once."""

@@ -124,6 +124,10 @@ class ErpClient:
         except ErpNotFound:
             return None
 
+    async def set_last_sync_times(self, code: str, times: dict[str, str]) -> None:
+        """R23: the representative's last sync times, kept in the ERP too (no new version)."""
+        await self._call("PUT", f"/representatives/{code}", json=times)
+
     async def representatives(self) -> list[dict[str, Any]]:
         page = await self._call("GET", "/representatives", params={"limit": 1000})
         return list(page["items"])
