@@ -106,6 +106,27 @@ async def test_outlook_contact_deletion_only_removes_the_users_assignment_R20(sy
     [row] = await eventually(lambda: system.journal(outcome="unassigned"))
     assert row["rule"] == "R20" and row["erp_id"] == str(contact["id"])
 
+    # The user adds the person again, then removes them again: a second removal, not a replay of the
+    # first (the ERP remembers idempotency keys for days).
+    again = await system.graph.post_json(
+        f"{system.user_path()}/contacts",
+        json={"givenName": "Keep", "surname": "Me", "emailAddresses": [{"address": "keep.me@acme.example"}]},
+    )
+
+    async def reassigned() -> bool:
+        record = await erp_record(system, "contacts", contact["id"])
+        return sorted(record["representatives"]) == ["REP01", "REP02"]
+
+    await eventually(reassigned)
+
+    async def linked_again() -> list[dict]:
+        return [r for r in await system.journal(outcome="created") if r["graph_id"] == again["id"]]
+
+    await eventually(linked_again)
+    await system.graph.delete(f"{system.user_path()}/contacts/{again['id']}")
+    await eventually(unassigned)
+    assert len(await eventually(lambda: system.journal(outcome="unassigned"))) >= 1
+
 
 @pytest.mark.representative(contacts_two_way=True)
 async def test_erp_contact_deletion_deletes_the_outlook_contact_when_two_way_R19(system: System) -> None:

@@ -734,7 +734,10 @@ class Engine:
                         journal_entry(**base, outcome="deleted", rule=decision.rule or "R20", reason=decision.reason),
                     )
                 elif action is Action.REMOVE_ASSIGNMENT and row is not None:
-                    await self.erp.remove_assignment(row.erp_id, ctx.code, key=f"{ctx.email}:unassign:{row.erp_id}")
+                    # The link's ERP version is in the key: a contact assigned again later and removed
+                    # again is a new write, not a replay of the first removal.
+                    key = f"{ctx.email}:unassign:{row.erp_id}:{row.erp_version}"
+                    await self.erp.remove_assignment(row.erp_id, ctx.code, key=key)
                     await self.state.drop_link(
                         row, journal_entry(**base, outcome="unassigned", rule="R20", reason=decision.reason)
                     )
