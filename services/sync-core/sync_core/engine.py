@@ -396,17 +396,24 @@ class Engine:
             except GraphSyncStateNotFound:
                 log.info("delta token no longer valid; restarting the %s delta", collection)
                 await self.state.set_cursor(ctx.email, collection, None)
-                seen = await self._run_delta(ctx, kind, collection)
-                await self._sweep_unseen(ctx, kind, collection, seen)
+                await self._run_delta(ctx, kind, collection)
             except GraphAuthError as exc:
                 await self._mark_failure(ctx.email, exc)
                 raise
         await self._note_synced(ctx.email, "last_sync_outlook_to_erp", healthy=True, last_error=None)
 
     async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> set[str]:
-        """One delta round from the stored cursor (or the start); returns the ids it reported."""
+        """One delta round from the stored cursor (or the start); returns the ids it reported.
+
+        A round from the start (a new user, a lost token) reports live items only: linked items it
+        did not report are then swept (`_sweep_unseen`), and only after that is its cursor saved —
+        a sweep that fails (the ERP down) is retried with the message, never skipped by a cursor
+        that already moved on.
+        """
         seen: set[str] = set()
         cursor = await self.state.cursor(ctx.email, collection)
+        from_start = not cursor
+        final: str | None = None
         if cursor:
             url, params = cursor, None
         else:
@@ -418,8 +425,14 @@ class Engine:
             page = {str(raw["id"]): raw for raw in items}  # an item listed twice: its last state wins
             seen.update(page)
             await self._apply_page(ctx, kind, list(page.values()))
-            if delta_link:
+            if delta_link and from_start:
+                final = delta_link
+            elif delta_link:
                 await self.state.set_cursor(ctx.email, collection, delta_link)
+        if from_start:
+            await self._sweep_unseen(ctx, kind, collection, seen)
+            if final:
+                await self.state.set_cursor(ctx.email, collection, final)
         return seen
 
     async def _apply_page(self, ctx: UserContext, kind: Kind, items: list[dict[str, Any]]) -> None:
@@ -449,14 +462,12 @@ class Engine:
                 await run(lane, asyncio.Semaphore(1))
             return
         gate = asyncio.Semaphore(self.delta_apply_concurrency)
-        tasks = [asyncio.create_task(run(lane, gate)) for lane in lanes]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        # Every lane runs to its end (a lane stopped half-way would only be redone); the first
+        # failure is then raised, so the page is not committed and the message is retried.
+        results = await asyncio.gather(*(run(lane, gate) for lane in lanes), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _sweep_unseen(self, ctx: UserContext, kind: Kind, collection: str, seen: set[str]) -> None:
         """After a restarted delta: it reports live items only, so a linked item it did not return may
