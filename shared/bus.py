@@ -11,15 +11,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import (
     AbstractChannel,
@@ -28,8 +31,12 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aiormq import spec
+from aiormq.abc import ChannelFrame
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+from pamqp.header import ContentHeader
 from pydantic import ValidationError
 
 from shared.envelope import Envelope
@@ -41,16 +48,33 @@ from shared.topology import Topology, declare
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("shared.bus")
 _meter = meter("shared.bus")
-published = _meter.create_counter("sync_messages_published", description="Messages published, by routing type")
+# Messages published, by type and queue: counted in a dict per batch, reported at each scrape. A counter's
+# `add` (attributes hashed, a lock taken) cost more per batch than the rest of the bookkeeping.
+_published_counts: Counter[tuple[str, str]] = Counter()
+
+
+def _observe_published(options: CallbackOptions) -> list[Observation]:
+    counts = list(_published_counts.items())  # one C call: safe against the event loop adding meanwhile
+    return [Observation(n, {"type": message_type, "queue": queue}) for (message_type, queue), n in counts]
+
+
+published = _meter.create_observable_counter(
+    "sync_messages_published", callbacks=[_observe_published], description="Messages published, by routing type"
+)
 consumed = _meter.create_counter("sync_messages_consumed", description="Messages handled, by queue and outcome")
 retried = _meter.create_counter("sync_messages_retried", description="Messages sent to a retry queue")
 dead_lettered = _meter.create_counter("sync_messages_dead_lettered", description="Messages dead-lettered")
 
 Handler = Callable[[Envelope], Awaitable[None]]
 ATTEMPTS = "x-attempts"
+PERSISTENT = int(DeliveryMode.PERSISTENT)
 # When the message being handled reached this process (monotonic clock), before it waited for
 # its serialisation key: lets a handler tell which messages an earlier run already covered.
 received_at: ContextVar[float | None] = ContextVar("received_at", default=None)
+# Whether the message being handled may have been handled before, in part: redelivered by the broker
+# (a consumer died or its connection dropped), back from a retry queue, or replayed from the dead
+# letters. A handler can then look for effects a first attempt left before it recorded them.
+delivered_before: ContextVar[bool] = ContextVar("delivered_before", default=False)
 
 
 class _NotStarted(Exception):
@@ -59,6 +83,72 @@ class _NotStarted(Exception):
 
 def topology_of(settings: CommonSettings) -> Topology:
     return Topology(settings.amqp_prefix, settings.sync_shards, tuple(settings.retry_delays_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    span: Span
+    exchange: str
+    routing_key: str
+    message_id: str
+    message_type: str
+    body: bytes
+    properties: spec.Basic.Properties
+
+
+# What `_enqueue_batch` uses of aiormq's channel besides its public API (aiormq 6.x, as pinned).
+_CHANNEL_INTERNALS = ("lock", "delivery_tag", "confirmations", "message_id_delivery_tag", "write_queue", "_split_body")
+
+
+def _batchable(channel: aiormq.Channel) -> bool:
+    """Whether `_enqueue_batch` can take delivery tags on this channel the way `basic_publish` does."""
+    return (
+        isinstance(channel, aiormq.Channel)
+        and channel.publisher_confirms
+        and not channel.is_closed
+        and all(hasattr(channel, name) for name in _CHANNEL_INTERNALS)
+    )
+
+
+async def _enqueue_batch(channel: aiormq.Channel, outgoing: list[_Outgoing]) -> list[asyncio.Future[Any]]:
+    """Queue every message of a batch as one write; return the futures of their confirms.
+
+    What aiormq's `basic_publish` does per message (delivery tag and confirm future under the channel's
+    lock, the message id mapped to the tag so that a returned message fails its future), done once for
+    the batch: the writer task sends one buffer instead of one per message, and no task is started
+    per message. The frames are the same as `basic_publish`'s, in the same order.
+    """
+    frames: list[Any] = []
+    for o in outgoing:
+        frames.append(spec.Basic.Publish(exchange=o.exchange, routing_key=o.routing_key, mandatory=True))
+        frames.append(ContentHeader(properties=o.properties, body_size=len(o.body)))
+        frames.extend(channel._split_body(o.body))
+    # Built before any delivery tag is taken: under the lock, nothing can fail between the tags and the write.
+    write = ChannelFrame.marshall(frames=frames, channel_number=channel.number)
+    confirms: list[asyncio.Future[Any]] = []
+    async with channel.lock:
+        if channel.is_closed:
+            raise BrokerUnavailable("publish channel closed")
+        for o in outgoing:
+            channel.delivery_tag += 1
+            confirm = channel.create_future()
+            channel.confirmations[channel.delivery_tag] = confirm
+            channel.message_id_delivery_tag[o.message_id] = channel.delivery_tag
+            confirm.add_done_callback(functools.partial(_forget_message_id, channel, o.message_id))
+            confirms.append(confirm)
+        channel.write_queue.put_nowait(write)
+    return confirms
+
+
+def _forget_message_id(channel: aiormq.Channel, message_id: str, _: object) -> None:
+    channel.message_id_delivery_tag.pop(message_id, None)
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    """End a producer span whose message was not confirmed."""
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200]))
+    span.end()
 
 
 class KeyedLocks:
@@ -91,6 +181,10 @@ class Bus:
         self.connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        # One write per batch through aiormq's channel internals (`_enqueue_batch`); False: per message.
+        self.batch_frames = True
+        # The `published` series of each routing key: the topic match is worked out once per key.
+        self._queues: dict[str, tuple[str, str]] = {}
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -127,54 +221,119 @@ class Bus:
         await self.publish_many([envelope], timeout=timeout)
 
     async def publish_many(self, envelopes: list[Envelope], *, timeout: float = 5.0) -> None:
-        """Publish several messages concurrently; returns when all are confirmed.
+        """Publish several messages at once; returns when the broker has confirmed (acked) every one.
 
         One deadline for the whole batch (`asyncio.timeout`), not one per message: a timeout handed to
         aio-pika wraps every step of every publish in `asyncio.wait_for` (a task each), which cost more
-        CPU than the publish itself on graph-webhook's hot path (docs/benchmarks.md).
+        CPU than the publish itself on graph-webhook's hot path (docs/benchmarks.md). A message the
+        broker nacks or returns (unroutable) raises `BrokerUnavailable` like one it never confirms.
         """
         if not envelopes:
             return
         try:
             async with asyncio.timeout(timeout):
-                if len(envelopes) == 1:
-                    await self._publish_one(envelopes[0])
-                else:
-                    await asyncio.gather(*(self._publish_one(e) for e in envelopes))
+                sent = await self._publish_batch(envelopes)
         except TimeoutError as exc:
             raise BrokerUnavailable(f"broker did not confirm {len(envelopes)} message(s) within {timeout}s") from exc
-        shards = self.settings.sync_shards
-        destinations = Counter((e.type.value, self.topology.queue_for(e.routing_key(shards))) for e in envelopes)
-        for (message_type, queue), count in destinations.items():
-            published.add(count, {"type": message_type, "queue": queue})
+        for o in sent:
+            _published_counts[self._published_key(o.message_type, o.routing_key)] += 1
 
-    async def _publish_one(self, envelope: Envelope) -> None:
-        """One message under its own producer span (its id and routing key are what a trace links on)."""
+    def _published_key(self, message_type: str, routing_key: str) -> tuple[str, str]:
+        """The `published` series of a routing key: its type and queue (the topic match worked out once per key)."""
+        found = self._queues.get(routing_key)
+        if found is None:
+            found = self._queues[routing_key] = (message_type, self.topology.queue_for(routing_key))
+        return found
+
+    async def _publish_batch(self, envelopes: list[Envelope]) -> list[_Outgoing]:
+        """Every message under its own producer span (its id and routing key are what a trace links on).
+
+        The messages go to aiormq's channel without aio-pika's `Exchange.publish`, which builds an
+        `aio_pika.Message` per message only to turn it into these properties. With aiormq's channel
+        as we know it (`_batchable`), the whole batch is one write: its delivery tags taken in order
+        under the channel's lock, its confirms awaited as the futures aiormq resolves. Otherwise each
+        message is `basic_publish(wait=False)`: queued without waiting for its frame to be written.
+        A span ends when its message is confirmed or has failed.
+        """
+        if self._publish_channel is None or self._exchange is None or self._publish_channel.is_closed:
+            raise BrokerUnavailable("bus not connected")
+        try:
+            channel = cast(aiormq.Channel, await self._publish_channel.get_underlay_channel())
+        except Exception as exc:
+            raise BrokerUnavailable(f"publish channel unavailable: {type(exc).__name__}: {exc}") from exc
+        outgoing = [self._outgoing(envelope) for envelope in envelopes]
+        confirms: list[Awaitable[Any]]
+        try:
+            if self.batch_frames and _batchable(channel):
+                confirms = list(await _enqueue_batch(channel, outgoing))
+            else:
+                confirms = [
+                    channel.basic_publish(
+                        o.body,
+                        exchange=o.exchange,
+                        routing_key=o.routing_key,
+                        properties=o.properties,
+                        mandatory=True,
+                        wait=False,
+                    )
+                    for o in outgoing
+                ]
+        except BaseException as exc:
+            for o in outgoing:
+                _failed(o.span, exc)
+            raise
+        try:
+            results = await asyncio.gather(*confirms, return_exceptions=True)
+        except BaseException as exc:  # the batch's deadline, or the request cancelled
+            for o in outgoing:
+                _failed(o.span, exc)
+            raise
+        error: BrokerUnavailable | None = None
+        for o, result in zip(outgoing, results, strict=True):
+            if isinstance(result, spec.Basic.Ack):
+                o.span.end()
+                continue
+            reason = (
+                f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else type(result).__name__
+            )
+            failure = BrokerUnavailable(f"broker did not confirm {o.routing_key}: {reason}")
+            failure.__cause__ = result if isinstance(result, BaseException) else None
+            _failed(o.span, failure)
+            error = error or failure
+        if error is not None:
+            raise error
+        return outgoing
+
+    def _outgoing(self, envelope: Envelope) -> _Outgoing:
+        """A message ready to go: its producer span started, the span's context in its headers."""
+        exchange = self.topology.exchange
         routing_key = envelope.routing_key(self.settings.sync_shards)
-        with _tracer.start_as_current_span(
-            f"{self.topology.exchange} publish",
+        message_id = str(envelope.id)
+        message_type = envelope.type.value
+        span = _tracer.start_span(
+            f"{exchange} publish",
             kind=SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "rabbitmq",
                 "messaging.operation.type": "publish",
-                "messaging.destination.name": self.topology.exchange,
+                "messaging.destination.name": exchange,
                 "messaging.rabbitmq.destination.routing_key": routing_key,
-                "messaging.message.id": str(envelope.id),
-                "sync.message_type": envelope.type.value,
+                "messaging.message.id": message_id,
+                "sync.message_type": message_type,
                 "sync.kind": envelope.kind.value if envelope.kind else "",
                 "sync.user_hash": user_hash(envelope.user),
             },
-        ):
-            message = Message(
-                envelope.to_bytes(),
-                message_id=str(envelope.id),
-                content_type="application/json",
-                delivery_mode=DeliveryMode.PERSISTENT,
-                type=envelope.type.value,
-                timestamp=envelope.occurred_at,
-                headers=dict(inject_headers({})),
-            )
-            await self._send(message, routing_key)
+        )
+        properties = spec.Basic.Properties(
+            content_type="application/json",
+            headers=dict(inject_headers({}, set_span_in_context(span))),
+            delivery_mode=PERSISTENT,
+            priority=0,
+            message_id=message_id,
+            timestamp=envelope.occurred_at,
+            message_type=message_type,
+        )
+        return _Outgoing(span, exchange, routing_key, message_id, message_type, envelope.to_bytes(), properties)
 
     async def _send(self, message: Message, routing_key: str, *, default_exchange: bool = False) -> None:
         """Publish and wait for the confirm; the caller bounds the wait."""
@@ -219,6 +378,8 @@ class Bus:
         self._inflight += 1
         self._idle.clear()
         received_at.set(time.monotonic())
+        headers = message.headers or {}
+        delivered_before.set(bool(message.redelivered) or bool(headers.get(ATTEMPTS)) or bool(headers.get("x-replays")))
         try:
             try:
                 envelope = Envelope.from_bytes(message.body)

@@ -9,10 +9,29 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from shared.graph.errors import GraphThrottled, GraphUnavailable
 from tests.reliability.support import Harness
 from tests.support.items import at, event_body, meeting_body, z
+
+FAULTS = ["429", "503", "drop", "duplicate", "reorder", "expire", "restart", "broker", "erp_down"]
+
+
+def can_lose_answer(method: str, path: str) -> bool:
+    """Which ERP writes an outage may apply and then lose the answer of: all of them (finding 5 fixed)."""
+    return True
+
+
+# Graph `timeZone` names of the events the driver creates (Windows and IANA) and their IANA zone.
+TIME_ZONES = {
+    "UTC": "UTC",
+    "Europe/Lisbon": "Europe/Lisbon",
+    "Pacific Standard Time": "America/Los_Angeles",
+    "W. Europe Standard Time": "Europe/Berlin",
+    "India Standard Time": "Asia/Kolkata",
+    "Asia/Tokyo": "Asia/Tokyo",
+}
 
 
 @dataclass
@@ -24,6 +43,7 @@ class Item:
     alive: bool = True
     also: str | None = None  # after a conflicting edit: the other side's name, which may win
     history: list[str] = field(default_factory=list)  # every name it had
+    start: datetime | None = None  # a meeting's intended UTC start (whatever zone it was written in)
 
 
 @dataclass
@@ -34,10 +54,12 @@ class Driver:
     items: list[Item] = field(default_factory=list)
     ops: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    zones: Counter[str] = field(default_factory=Counter)
     log: list[str] = field(default_factory=list)
     _slot: int = 0
     _n: int = 0
     _notification_fault_left: int = 0
+    erp_outage_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -57,6 +79,23 @@ class Driver:
         self._slot += 1
         return at(days=2 + self._slot // 5, hour=7 + 2 * (self._slot % 5))
 
+    def zoned_event(self, subject: str, start: datetime, minutes: int = 60, **extra: Any) -> dict[str, Any]:
+        """A Graph event at the UTC instant `start`, written as wall time in a zone Outlook users have
+        (Windows or IANA names, half-hour offsets): the instant must come out the same in the ERP."""
+        zone = self.rng.choice(list(TIME_ZONES))
+        self.zones[zone] += 1
+        tz = ZoneInfo(TIME_ZONES[zone])
+        wall = {
+            k: dt.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
+            for k, dt in (("start", start), ("end", start + timedelta(minutes=minutes)))
+        }
+        return {
+            "subject": subject,
+            "start": {"dateTime": wall["start"], "timeZone": zone},
+            "end": {"dateTime": wall["end"], "timeZone": zone},
+            **extra,
+        }
+
     def pick(self, kind: str, origin: str | None = None) -> Item | None:
         choices = [i for i in self.items if i.alive and i.kind == kind and (origin is None or i.origin == origin)]
         return self.rng.choice(choices) if choices else None
@@ -68,7 +107,9 @@ class Driver:
             self._notification_fault_left -= 1
             if self._notification_fault_left == 0:
                 await self.system.sim_control(
-                    "POST", "faults", {"notifications": {"drop_ratio": 0.0, "duplicate_ratio": 0.0}}
+                    "POST",
+                    "faults",
+                    {"notifications": {"drop_ratio": 0.0, "duplicate_ratio": 0.0, "reorder_ratio": 0.0}},
                 )
         if self.rng.random() < 0.25:
             await self.fault()
@@ -87,17 +128,28 @@ class Driver:
             self.log.append(op)
 
     async def fault(self) -> None:
-        choice = self.rng.choice(["429", "503", "drop", "duplicate", "expire", "restart", "broker"])
+        choice = self.rng.choice(FAULTS)
         s = self.system
         if choice == "429":
             await s.sim_control("POST", "faults", {"force_429": {"count": self.rng.randint(2, 6), "retry_after": 0.1}})
         elif choice == "503":
             await s.sim_control("POST", "faults", {"force_503": {"count": self.rng.randint(2, 5), "retry_after": 0.1}})
-        elif choice in ("drop", "duplicate"):
+        elif choice in ("drop", "duplicate", "reorder"):
             ratio = self.rng.choice([0.3, 0.6, 1.0])
-            body = {f"{choice}_ratio": ratio, "seed": self.rng.randint(0, 10**6)}
+            body: dict[str, Any] = {f"{choice}_ratio": ratio, "seed": self.rng.randint(0, 10**6)}
+            if choice == "reorder":
+                # Held back and delivered after later ones (an update's notification before the create's).
+                body["reorder_hold_seconds"] = self.rng.choice([0.2, 0.5, 1.0])
             await s.sim_control("POST", "faults", {"notifications": body})
             self._notification_fault_left = self.rng.randint(2, 5)
+        elif choice == "erp_down":
+            proxy = self.harness.erp_proxy
+            if proxy is None:
+                return
+            # The ERP's write API answers 503 for a while (shorter or longer than the retry delays).
+            seconds = self.rng.choice([0.3, 0.8, 1.5, 3.0])
+            proxy.outage(seconds, seed=self.rng.randint(0, 10**6), can_lose=can_lose_answer)
+            self.erp_outage_s += seconds
         elif choice == "expire":
             await s.sim_control("POST", "delta/expire", {"user": s.graph_user_id})
         elif choice == "restart":
@@ -131,10 +183,11 @@ class Driver:
                 }
                 for k in range(n)
             ]
+        start = self.slot()
         created = await self.system.graph.post_json(
-            f"{self.system.user_path()}/events", json=event_body(name, self.slot(), **extra)
+            f"{self.system.user_path()}/events", json=self.zoned_event(name, start, **extra)
         )
-        self.items.append(Item("meeting", "outlook", name, str(created["id"])))
+        self.items.append(Item("meeting", "outlook", name, str(created["id"]), start=start))
 
     async def outlook_create_private_event(self) -> None:
         await self.system.graph.post_json(
@@ -158,10 +211,12 @@ class Driver:
         if item is None:
             return False
         body: dict[str, Any] = {"subject": self.name("Outlook meeting")}
+        start = None
         if self.rng.random() < 0.5:
             start = self.slot()
-            body.update(event_body(body["subject"], start))
+            body.update(self.zoned_event(body["subject"], start))
         await self.system.graph.patch_json(f"{self.system.user_path()}/events/{item.id}", json=body)
+        item.start = start or item.start
         item.history.append(item.name)
         item.name = body["subject"]
         item.also = None
@@ -232,9 +287,9 @@ class Driver:
     # ERP (REST API) --------------------------------------------------------------------------------
 
     async def erp_create_meeting(self) -> None:
-        name = self.name("ERP meeting")
-        created = await self.system.erp_write("POST", "activities", meeting_body(name, self.slot()), expect=201)
-        self.items.append(Item("meeting", "erp", name, str(created["id"])))
+        name, start = self.name("ERP meeting"), self.slot()
+        created = await self.system.erp_write("POST", "activities", meeting_body(name, start), expect=201)
+        self.items.append(Item("meeting", "erp", name, str(created["id"]), start=start))
 
     async def erp_create_task(self, kind: str = "task") -> None:
         name = self.name(f"ERP {kind}")
@@ -258,6 +313,7 @@ class Driver:
         if item.kind == "meeting" and self.rng.random() < 0.5:
             start = self.slot()
             body.update(start=z(start), end=z(start + timedelta(hours=1)))
+            item.start = start
         await self.system.erp_write("PUT", f"activities/{item.id}", body)
         return True
 

@@ -21,7 +21,7 @@ from erp_connector.settings import ErpConnectorSettings, get_settings
 from erp_connector.unit_of_work import UnitOfWork
 from shared.bus import Bus
 from shared.errors import BrokerUnavailable
-from shared.health import Check, health_router
+from shared.health import Check, database_ready, health_router
 from shared.logs import setup_logging
 from shared.metrics import Sampler
 from shared.migrations import upgrade
@@ -130,7 +130,7 @@ def create_app(settings: ErpConnectorSettings | None = None) -> FastAPI:
         await app.state.bus.ping()
 
     def checks() -> dict[str, Check]:
-        return {"database": app.state.db.ping, "broker": broker}
+        return {"database": lambda: database_ready(app.state.db.engine), "broker": broker}
 
     app.include_router(health_router(checks))
     instrument_app(app)

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Receive, Scope, Send
 
 from graph_webhook import lifecycle, notifications, status
 from graph_webhook.cache import SubscriptionCache
 from graph_webhook.directory import ErpDirectory, UserDirectory
+from graph_webhook.endpoint import NotificationsEndpoint, handles
 from graph_webhook.lifecycle import LifecycleHandler
 from graph_webhook.notifications import NotificationIntake
 from graph_webhook.settings import GraphWebhookSettings, get_settings
@@ -30,7 +33,7 @@ from shared import db
 from shared.bus import Bus
 from shared.errors import BrokerUnavailable
 from shared.graph import GraphClient
-from shared.health import health_router
+from shared.health import database_ready, health_router
 from shared.logs import setup_logging
 from shared.metrics import Sampler
 from shared.migrations import upgrade
@@ -56,6 +59,24 @@ class WebhookState:
     manager: SubscriptionManager | None
     broker_error: str | None = "not connected yet"
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class WebhookApp(FastAPI):
+    """FastAPI, except that `POST /notifications` is answered by `NotificationsEndpoint` before the framework.
+
+    Only once the lifespan has set up the service's state; before that (and for every other request)
+    FastAPI answers, its `/notifications` route included.
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._notifications = NotificationsEndpoint(lambda: self.state.webhook)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if handles(scope) and getattr(self.state, "webhook", None) is not None:
+            await self._notifications(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def migrate(settings: GraphWebhookSettings) -> None:
@@ -104,10 +125,16 @@ def create_app(
         # Subscription counts and expiry horizon, judged by Graph's clock.
         gauges = Sampler(SERVICE, [SubscriptionProbe(engine, graph_client.now)])
         gauges.start()
+        # What start-up built lives as long as the process: out of the collector's sight, a full
+        # collection no longer walks it (50-90 ms each under load, the POSTs' p99 tail).
+        gc.collect()
+        gc.freeze()
         log.info("graph-webhook started", extra={"notification_url": settings.notification_url})
         try:
             yield
         finally:
+            # Collectable again (tests start and stop many apps in one process).
+            gc.unfreeze()
             await gauges.stop()
             for task in state.tasks:
                 task.cancel()
@@ -128,11 +155,13 @@ def create_app(
     setup_telemetry(
         SERVICE, settings.otel_exporter_otlp_endpoint, user_salt=settings.telemetry_user_salt.get_secret_value()
     )
-    app = FastAPI(title="graph-webhook", lifespan=lifespan)
+    app = WebhookApp(title="graph-webhook", lifespan=lifespan)
     instrument_app(app)
-    app.include_router(notifications.router)
-    app.include_router(lifecycle.router)
-    app.include_router(status.router)
+    # Their 202 has no body (not JSON), as the OpenAPI document says.
+    app.include_router(notifications.router, default_response_class=Response)
+    # Documented here: lifecycle.py declares the route, it answers like /notifications.
+    app.include_router(lifecycle.router, responses=notifications.RESPONSES, default_response_class=Response)
+    app.include_router(status.router, responses={401: {"description": "No or wrong bearer token (OPS_API_TOKEN)"}})
 
     def checks() -> dict[str, Callable[[], Awaitable[None]]]:
         state: WebhookState | None = getattr(app.state, "webhook", None)
@@ -145,7 +174,7 @@ def create_app(
             await state.bus.ping()
 
         async def database() -> None:
-            await db.ping(state.engine)
+            await database_ready(state.engine)
 
         return {"database": database, "broker": broker}
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -26,13 +27,20 @@ from opentelemetry import trace
 from graph_webhook.cache import KnownSubscription, SubscriptionCache
 from graph_webhook.messages import graph_changed, journal_line
 from graph_webhook.models import utcnow
-from graph_webhook.payloads import Notification, PayloadError, parse_collection, read_body
+from graph_webhook.payloads import (
+    COLLECTION_JSON_SCHEMA,
+    Notification,
+    PayloadError,
+    parse_collection,
+    read_body,
+)
 from graph_webhook.settings import GraphWebhookSettings
 from shared.envelope import Envelope
 from shared.errors import BrokerUnavailable
 from shared.telemetry import meter, user_hash
 
 if TYPE_CHECKING:
+    from graph_webhook.app import WebhookState
     from graph_webhook.lifecycle import LifecycleHandler
     from graph_webhook.subscriptions import Publisher
 
@@ -46,6 +54,38 @@ refused_posts = _meter.create_counter("webhook_posts_refused", description="Noti
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 MAX_VALIDATION_TOKEN = 8192
 router = APIRouter()
+
+_ERROR: dict[str, Any] = {
+    "application/json": {
+        "schema": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+    }
+}
+# What /notifications and /lifecycle answer, for the OpenAPI document.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Validation handshake: the decoded validationToken, as inert text/plain",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    202: {"description": "Every notification published (or discarded: unknown subscription, wrong clientState)"},
+    400: {
+        "description": "Not a changeNotificationCollection, or an empty or too long validationToken",
+        "content": _ERROR,
+    },
+    413: {"description": "Body over NOTIFICATION_MAX_BODY_BYTES", "content": _ERROR},
+    503: {"description": "The broker did not confirm: Graph redelivers", "content": _ERROR},
+}
+OPENAPI_EXTRA: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "validationToken",
+            "in": "query",
+            "required": False,
+            "description": "Graph's handshake: answered first, before the body is read",
+            "schema": {"type": "string"},
+        }
+    ],
+    "requestBody": {"required": False, "content": {"application/json": {"schema": COLLECTION_JSON_SCHEMA}}},
+}
 
 
 def handshake(token: str) -> Response:
@@ -96,15 +136,17 @@ class NotificationIntake:
         """Publish every valid notification with confirms; raises `BrokerUnavailable` if one isn't confirmed."""
         batch = Sorted()
         for n in notifications:
-            await self._sort(n, batch)
-        span = trace.get_current_span()
-        span.set_attribute("sync.notification.count", len(notifications))
+            # The cache answers from memory; only an unknown id needs the (awaited) database look-up.
+            sub = self.cache.peek(n.subscription_id) or await self.cache.get(n.subscription_id)
+            self._sort(n, sub, batch)
+        attributes: dict[str, str | int] = {"sync.notification.count": len(notifications)}
         for outcome, count in batch.outcomes.items():
             received.add(count, {"outcome": outcome})
-            span.set_attribute(f"sync.notification.{outcome}", count)
+            attributes[f"sync.notification.{outcome}"] = count
         users = {e.user for e in batch.envelopes}
         if len(users) == 1:
-            span.set_attribute("sync.user_hash", user_hash(users.pop()))
+            attributes["sync.user_hash"] = user_hash(users.pop())
+        trace.get_current_span().set_attributes(attributes)
         if batch.lifecycle and self.lifecycle is not None:
             batch.envelopes.extend(await self.lifecycle.handle(batch.lifecycle))
         if batch.envelopes:
@@ -113,8 +155,7 @@ class NotificationIntake:
         for sub in batch.accepted:
             self.cache.touch(sub.id, now)
 
-    async def _sort(self, n: Notification, batch: Sorted) -> None:
-        sub = await self.cache.get(n.subscription_id)
+    def _sort(self, n: Notification, sub: KnownSubscription | None, batch: Sorted) -> None:
         if sub is None:
             self._discard("unknown_subscription", n, batch)
             return
@@ -167,28 +208,58 @@ class NotificationIntake:
         log.warning("notification discarded: %s", reason, extra={"subscription_id": n.subscription_id[:100]})
 
 
-async def receive(request: Request) -> Response:
-    """Shared by /notifications and /lifecycle: handshake, size and schema checks, intake."""
-    token = request.query_params.get("validationToken")
+async def respond(
+    state: WebhookState, token: str | None, read: Callable[[int], Awaitable[bytes]]
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The answer to a POST of notifications, whatever serves it: status, body and headers.
+
+    Handshake first (the body is not read), then size and schema checks, then the intake.
+    """
     if token is not None:
-        return handshake(token)
-    state = request.app.state.webhook
+        return _reply(handshake(token))
     try:
-        body = await read_body(request, state.settings.notification_max_body_bytes)
+        body = await read(state.settings.notification_max_body_bytes)
         notifications = parse_collection(body)
     except PayloadError as exc:
         refused_posts.add(1, {"status": str(exc.status)})
-        return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        return _reply(JSONResponse({"error": exc.reason}, status_code=exc.status))
     try:
         await state.intake.accept(notifications)
     except BrokerUnavailable as exc:
         refused_posts.add(1, {"status": "503"})
         log.warning("notifications not acknowledged, Graph will redeliver: %s", exc)
-        return JSONResponse({"error": "broker unavailable; retry later"}, status_code=503, headers={"Retry-After": "5"})
-    return Response(status_code=202)
+        return _reply(
+            JSONResponse({"error": "broker unavailable; retry later"}, status_code=503, headers={"Retry-After": "5"})
+        )
+    # A fresh list: a middleware may add headers to the list it is handed.
+    return 202, b"", list(_ACCEPTED_HEADERS)
 
 
-@router.post("/notifications", status_code=202)
+def _reply(response: Response) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    return response.status_code, bytes(response.body), response.raw_headers
+
+
+# The headers of a 202 with an empty body, as `Response(status_code=202)` sends them; built once.
+_ACCEPTED_HEADERS = tuple(Response(status_code=202).raw_headers)
+
+
+async def receive(request: Request) -> Response:
+    """Shared by /notifications (when not served by `NotificationsEndpoint`) and /lifecycle."""
+    status, body, headers = await respond(
+        request.app.state.webhook,
+        request.query_params.get("validationToken"),
+        lambda limit: read_body(request, limit),
+    )
+    response = Response(content=body, status_code=status)
+    response.raw_headers = headers
+    return response
+
+
+@router.post("/notifications", status_code=202, responses=RESPONSES, openapi_extra=OPENAPI_EXTRA)
 async def notifications(request: Request) -> Response:
-    """Graph's change notifications (and its validation handshake)."""
+    """Graph's change notifications (and its validation handshake).
+
+    `NotificationsEndpoint` answers these POSTs before they reach FastAPI; the route stays for the
+    OpenAPI document, the route name in telemetry, and any app that does not install the endpoint.
+    """
     return await receive(request)

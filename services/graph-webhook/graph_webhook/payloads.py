@@ -65,6 +65,34 @@ class NotificationCollection(BaseModel):
 
 _collection = TypeAdapter(NotificationCollection)
 
+_TEXT: dict[str, Any] = {"type": "string"}
+# The body as the OpenAPI document shows it (what `parse_collection` accepts; unknown fields are ignored).
+COLLECTION_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["value"],
+    "properties": {
+        "value": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["subscriptionId"],
+                "properties": {
+                    "subscriptionId": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "clientState": {"type": ["string", "null"], "maxLength": 512},
+                    "tenantId": {"type": ["string", "null"], "maxLength": 100},
+                    "changeType": {"type": ["string", "null"], "maxLength": 100},
+                    "resource": {"type": ["string", "null"], "maxLength": 2000},
+                    "resourceData": {
+                        "type": ["object", "null"],
+                        "properties": {"id": {"type": ["string", "null"], "maxLength": 1000}, "@odata.type": _TEXT},
+                    },
+                    "lifecycleEvent": {"type": ["string", "null"], "maxLength": 100},
+                },
+            },
+        }
+    },
+}
+
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) more than `limit` bytes without reading it all."""

@@ -15,7 +15,7 @@ from shared import db
 from shared.bus import Bus, received_at
 from shared.envelope import Envelope
 from shared.graph.client import GraphClient
-from shared.health import health_router
+from shared.health import database_ready, health_router
 from shared.logs import setup_logging
 from shared.metrics import QueueProbe, Sampler, UserHealthProbe, count_journal_failure
 from shared.telemetry import instrument_app, setup_telemetry
@@ -132,7 +132,7 @@ def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
         rt: Runtime | None = getattr(app.state, "rt", None)
         if rt is None:
             return {}
-        return {"broker": rt.bus.ping, "database": lambda: db.ping(rt.engine_db)}
+        return {"broker": rt.bus.ping, "database": lambda: database_ready(rt.engine_db)}
 
     app.include_router(health_router(checks))
     api.install(app)

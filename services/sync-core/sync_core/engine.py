@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from shared.bus import delivered_before
 from shared.envelope import Envelope, Kind, MessageType, collection_of
 from shared.graph.client import GraphClient
 from shared.graph.errors import GraphAuthError, GraphError, GraphPreconditionFailed, GraphSyncStateNotFound
@@ -35,7 +37,7 @@ from sync_core.domain.mapping.todo import erp_linked_resource
 from sync_core.domain.model import Activity, ActivityKind, Contact, Direction, UserSettings
 from sync_core.domain.model import Link as DomainLink
 from sync_core.domain.rules import company_code, email_domain, first_contact
-from sync_core.models import Link
+from sync_core.models import Link, PendingCreate
 from sync_core.state import State, as_utc, journal_entry, now_utc
 
 log = logging.getLogger(__name__)
@@ -472,10 +474,15 @@ class Engine:
     async def _sweep_unseen(self, ctx: UserContext, kind: Kind, collection: str, seen: set[str]) -> None:
         """After a restarted delta: it reports live items only, so a linked item it did not return may
         have been deleted while the old token was lost. Each is looked up; only one really gone is
-        decided as a removal (R20), the others as an ordinary change."""
+        decided as a removal (R20), the others as an ordinary change. Items with an ERP create that got
+        no answer (no link yet) are looked up too: one gone has that create undone (R20)."""
         for row in await self.state.links_of(ctx.email):
             if row.collection == collection and row.graph_id not in seen:
                 await self.apply_outlook_item(ctx, kind, {"id": row.graph_id, "@removed": {"reason": "deleted"}})
+        pending = {p.graph_id for p in await self.state.pending_creates(ctx.email, collection)}
+        for graph_id in sorted(pending - seen):
+            if await ctx.mailbox.get(kind, graph_id) is None:
+                await self._settle_pending_creates(ctx, kind, graph_id, gone=True)
 
     async def apply_outlook_item(
         self,
@@ -517,6 +524,7 @@ class Engine:
             row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
         removed = "@removed" in raw
         if removed and row is None:
+            await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
             return
         if not force and not removed and _unchanged(raw, row):
             # R22: the version sync-core last read or wrote itself — typically the echo of its own
@@ -535,6 +543,7 @@ class Engine:
             full = await ctx.mailbox.get(collection_kind, graph_id)
         if full is None:
             if row is None:
+                await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
                 return
             kind = Kind(row.kind)
             erp_item = await self.erp_item(kind, await self.erp.get(erp_collection(kind), row.erp_id))
@@ -814,6 +823,7 @@ class Engine:
         item = merge.for_erp(item, erp_item)  # type: ignore[type-var, arg-type]
         partner_code, contact_id, group = await self._resolve_partner_and_contact(ctx, item)
         creating = row is None
+        settled: list[int] = []  # pending creates the saved link makes moot
         if isinstance(item, Contact):
             body = erp_map.contact_to_erp(
                 item, representative=ctx.code, partner_code=partner_code, group=group, create=creating
@@ -833,7 +843,7 @@ class Engine:
                     existing = found[0]
                     reps = sorted({str(r) for r in existing.get("representatives") or []} | {ctx.code})
                     body.pop("origin", None)
-                    result = await self.erp.update(
+                    result = await self._erp_update(
                         collection,
                         str(existing["id"]),
                         {**body, "representatives": reps},
@@ -845,13 +855,43 @@ class Engine:
                 result = await self.erp.create(collection, body, key=key)
             outcome = "created"
         elif row is None:
-            result = await self.erp.create(collection, body, key=key)
+            earlier = await self._settle_pending_creates(ctx, kind, graph_id, gone=False, settled=settled)
+            if earlier is not None:
+                # An earlier create of this item was applied (its answer lost): updated, not made twice.
+                body = erp_map.activity_to_erp(
+                    item, representative=ctx.code, contact_id=contact_id, partner_code=partner_code, create=False
+                )
+                version = earlier.get("version")
+                result = await self._erp_update(collection, str(earlier["id"]), body, key=key, version=version)
+            else:
+                # Remembered until the link is saved: a create applied whose answer was lost (the ERP
+                # down, this process stopped or killed) is then found again by its key, so neither a
+                # retry after an edit nor a deletion meanwhile leaves a record behind (R20, R22).
+                # Its key is its own: a later create of the same item with the same content (after
+                # the ERP record was deleted) is a new record, not a replay; retries replay the intent.
+                create_key = f"{key}:{uuid.uuid4().hex[:12]}"
+                intent = PendingCreate(
+                    user=ctx.email,
+                    collection=collection_of(kind),
+                    graph_id=graph_id,
+                    erp_collection=collection,
+                    key=create_key,
+                    body=body,
+                    created_at=now_utc(),
+                )
+                await self.state.add_pending_create(intent)
+                try:
+                    result = await self.erp.create(collection, body, key=create_key)
+                except ErpRefused:
+                    await self.state.drop_pending_creates([intent.id] if intent.id is not None else [])
+                    raise
+                settled = [intent.id] if intent.id is not None else []
             outcome = "created"
         else:
             # Only over the version this decision read: an ERP edit made since then must be decided
             # on (R18), never overwritten — a 412 makes the caller read and decide again.
             version = erp_item.erp_version if erp_item is not None else row.erp_version
-            result = await self.erp.update(collection, row.erp_id, body, key=key, version=version)
+            result = await self._erp_update(collection, row.erp_id, body, key=key, version=version)
             outcome = "updated"
         erp_id = str(result["id"])
         link = row or Link(
@@ -881,9 +921,73 @@ class Engine:
         base = {**base, "erp_id": erp_id}
         details = {"winner": decision.winner.value} if decision.winner else None
         await self.state.save_link(
-            link, journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details)
+            link,
+            journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details),
+            settled=settled,
         )
         self._observe_latency(item, OUTLOOK_TO_ERP, kind)
+
+    async def _settle_pending_creates(
+        self, ctx: UserContext, kind: Kind, graph_id: str, *, gone: bool, settled: list[int] | None = None
+    ) -> dict[str, Any] | None:
+        """ERP creates of this Outlook item that got no answer, replayed with their idempotency keys:
+        the ERP answers with the record the first attempt made (or makes it now). When the item is
+        gone from Outlook they are deleted (R20) and forgotten; otherwise the first is returned, to be
+        updated and linked, any other deleted (one ERP record per item), and their ids are added to
+        `settled`: they are forgotten with the link, in its transaction (a crash before it replays
+        them again)."""
+        pending = await self.state.pending_creates(ctx.email, collection_of(kind), graph_id)
+        if not pending:
+            return None
+        kept: dict[str, Any] | None = None
+        for entry in pending:
+            try:
+                record = await self.erp.create(entry.erp_collection, entry.body, key=entry.key)
+            except ErpRefused:
+                continue  # refused now: that attempt made nothing either
+            if not gone and kept is None:
+                kept = record
+                continue
+            erp_id = str(record["id"])
+            record_kind = kind_of_activity(record["kind"]) if entry.erp_collection == "activities" else Kind.CONTACT
+            await self.erp.delete(entry.erp_collection, erp_id, key=f"{ctx.email}:del:{record_kind.value}:{erp_id}")
+            await self.state.journal(
+                journal_entry(
+                    user=ctx.email,
+                    kind=record_kind,
+                    direction=OUTLOOK_TO_ERP,
+                    outcome="deleted",
+                    rule="R20",
+                    reason="an ERP create whose answer was lost: its Outlook item is gone"
+                    if gone
+                    else "an ERP create whose answer was lost: the item already has its ERP record",
+                    erp_id=erp_id,
+                    graph_id=graph_id,
+                )
+            )
+        ids = [e.id for e in pending if e.id is not None]
+        if gone or settled is None:
+            await self.state.drop_pending_creates(ids)
+        else:
+            settled.extend(ids)
+        return kept
+
+    async def _erp_update(
+        self, collection: str, erp_id: str, body: dict[str, Any], *, key: str, version: int | None
+    ) -> dict[str, Any]:
+        """An ERP update with its idempotency key. The key names the Outlook version being written (its
+        fingerprint): when the ERP says it was used for another body, an earlier attempt of this write
+        was applied and its answer lost (a create, then this retry found the record it made), and
+        the record as it is now is that write's result."""
+        try:
+            return await self.erp.update(collection, erp_id, body, key=key, version=version)
+        except ErpRefused as exc:
+            if exc.code != "idempotency_key_reused":
+                raise
+            current = await self.erp.get(collection, erp_id)
+            if current is None or current.get("deleted"):
+                raise
+            return current
 
     async def _touch_link(self, row: Link, *, change_key: str | None, fingerprint: str | None = None) -> None:
         """Nothing to write: keep the link's view of the item current (R22 stays cheap next time)."""
@@ -1095,10 +1199,15 @@ class Engine:
 
         Events and contacts are found by an indexed filter. A To Do list has no filter on linked
         resources and is read through, so it is searched only when a mirror can exist: the ERP
-        item changed after its creation, came from Outlook, or a force sync re-sends it (R24, R30).
+        item changed after its creation, came from Outlook, a force sync re-sends it (R24, R30), or
+        this message was delivered before (a first attempt may have created the task and died
+        before saving its link).
         """
         if collection_of(kind) == "todo" and not (
-            force or int(erp_raw.get("version") or 1) > 1 or erp_raw.get("origin") == "outlook"
+            force
+            or int(erp_raw.get("version") or 1) > 1
+            or erp_raw.get("origin") == "outlook"
+            or delivered_before.get()
         ):
             return None
         return await ctx.mailbox.find_by_erp_ref(kind, erp_ref(kind, erp_id))

@@ -74,6 +74,24 @@ class JournalEntry(SyncBase, table=True):
     details: dict | None = Field(default=None, sa_column=Column(JSON))  # type: ignore[type-arg]
 
 
+class PendingCreate(SyncBase, table=True):
+    """An ERP create for an Outlook item that failed without an answer (the ERP down, the answer lost):
+    it may have been applied. Replayed with the same idempotency key, it finds the record again — to
+    link it when the item is synced again, or to delete it when the item was deleted meanwhile (R20)."""
+
+    __tablename__ = "sync_pending_create"
+    __table_args__ = (Index("ix_sync_pending_create_item", "user", "collection", "graph_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str
+    collection: str
+    graph_id: str
+    erp_collection: str
+    key: str
+    body: dict = Field(sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    created_at: datetime = Field(sa_column=_ts(False))
+
+
 class InboxEntry(SyncBase, table=True):
     """Ids of messages already processed: at-least-once delivery becomes effectively once."""
 

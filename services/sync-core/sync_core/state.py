@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.db import is_sqlite
 from shared.envelope import Kind, collection_of
 from shared.telemetry import current_trace_id
-from sync_core.models import DeltaCursor, InboxEntry, JournalEntry, Link, UserState
+from sync_core.models import DeltaCursor, InboxEntry, JournalEntry, Link, PendingCreate, UserState
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,19 @@ class State:
             rows = await s.exec(query)
             return list(rows.all())
 
-    async def save_link(self, link: Link, journal: JournalEntry | None = None) -> Link:
-        """Insert or update a link (by its unique keys) together with its journal line.
+    async def save_link(
+        self, link: Link, journal: JournalEntry | None = None, *, settled: list[int] | None = None
+    ) -> Link:
+        """Insert or update a link (by its unique keys) together with its journal line, dropping the
+        pending creates (`settled`) it makes moot, in one transaction.
 
         A link read earlier (it has an id) is updated by its id in one statement, without reading it
         again; one dropped meanwhile (e.g. by reconciliation) is written again as a new row.
         """
         values = {field: getattr(link, field) for field in _LINK_FIELDS}
         async with self._writing() as s:
+            if settled:
+                await s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(settled)))
             if link.id is not None:
                 result = await s.exec(update(Link).where(col(Link.id) == link.id).values(**values))
                 if result.rowcount == 1:  # type: ignore[attr-defined]
@@ -136,6 +141,29 @@ class State:
             await s.exec(delete(Link).where(col(Link.id) == link.id))
             if journal is not None:
                 s.add(journal)
+            await s.commit()
+
+    # Pending creates (an ERP create without an answer) ---------------------------------------------
+
+    async def add_pending_create(self, entry: PendingCreate) -> None:
+        async with self._writing() as s:
+            s.add(entry)
+            await s.commit()
+
+    async def pending_creates(self, user: str, collection: str, graph_id: str | None = None) -> list[PendingCreate]:
+        """A user's pending creates in a collection, of one Outlook item or all."""
+        async with self.sessions() as s:
+            query = select(PendingCreate).where(PendingCreate.user == user, PendingCreate.collection == collection)
+            if graph_id is not None:
+                query = query.where(PendingCreate.graph_id == graph_id)
+            rows = await s.exec(query.order_by(col(PendingCreate.id)))
+            return list(rows.all())
+
+    async def drop_pending_creates(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        async with self._writing() as s:
+            await s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(ids)))
             await s.commit()
 
     # Delta cursors -----------------------------------------------------------------------------

@@ -37,8 +37,8 @@ def _iso(dt: datetime) -> str:
 def if_match(raw: dict[str, Any] | None) -> dict[str, str] | None:
     """`If-Match` for a write over the version of an Outlook item we read (its etag or changeKey).
 
-    Events and contacts only: a To Do task's update is several writes (linked resources and
-    extensions one by one), and sync-core records no change key for To Do (it is never skipped).
+    A To Do task's update is several writes (its fields, then linked resources and extensions one by
+    one): the first carries it. sync-core records no change key for To Do (it is never skipped).
     """
     if not raw:
         return None
@@ -204,7 +204,9 @@ class Mailbox:
         if collection_of(kind) != "todo":
             return await self.graph.patch_json(path, json=body, mailbox=self.email, headers=if_match(over))
         props, links, extensions = split_todo_body(body)
-        updated = await self.graph.patch_json(path, json=props, mailbox=self.email)
+        # Only the task's own fields are written over the version read; its linked resources and
+        # extensions follow as part of the same change of ours.
+        updated = await self.graph.patch_json(path, json=props, mailbox=self.email, headers=if_match(over))
         # To Do updates its linked resources and extensions one by one, not inline.
         current = await self.graph.get_json(path, params={"$expand": EXPAND["todo"]}, mailbox=self.email)
         existing = {r.get("applicationName"): r for r in current.get("linkedResources") or []}
