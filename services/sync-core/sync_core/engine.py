@@ -476,9 +476,9 @@ class Engine:
         have been deleted while the old token was lost. Each is looked up; only one really gone is
         decided as a removal (R20), the others as an ordinary change. Items with an ERP create that got
         no answer (no link yet) are looked up too: one gone has that create undone (R20)."""
-        for row in await self.state.links_of(ctx.email):
-            if row.collection == collection and row.graph_id not in seen:
-                await self.apply_outlook_item(ctx, kind, {"id": row.graph_id, "@removed": {"reason": "deleted"}})
+        for graph_id in await self.state.linked_graph_ids(ctx.email, collection):
+            if graph_id not in seen:
+                await self.apply_outlook_item(ctx, kind, {"id": graph_id, "@removed": {"reason": "deleted"}})
         pending = {p.graph_id for p in await self.state.pending_creates(ctx.email, collection)}
         for graph_id in sorted(pending - seen):
             if await ctx.mailbox.get(kind, graph_id) is None:

@@ -95,6 +95,12 @@ class State:
             rows = await s.exec(select(Link).where(Link.user == user, Link.kind == kind.value, Link.erp_id == erp_id))
             return rows.first()
 
+    async def linked_graph_ids(self, user: str, collection: str) -> list[str]:
+        """The Graph ids of a user's links in one collection (ids only: a mailbox may hold 50,000)."""
+        async with self.sessions() as s:
+            rows = await s.exec(select(Link.graph_id).where(Link.user == user, Link.collection == collection))
+            return list(rows.all())
+
     async def links_of(self, user: str, kind: Kind | None = None) -> list[Link]:
         async with self.sessions() as s:
             query = select(Link).where(Link.user == user)
