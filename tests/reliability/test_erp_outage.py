@@ -116,3 +116,39 @@ async def test_erp_outage_lost_answer_then_deleted_in_outlook_leaves_nothing_in_
     [line] = [r for r in await system.journal(outcome="deleted") if r["graph_id"] == created["id"]]
     assert line["rule"] == "R20"
     assert all(depth == 0 for depth in (await dead_letter_depths(system)).values())
+
+
+async def test_erp_outage_lost_answer_of_an_update_does_not_undo_a_later_outlook_edit_R18(
+    harness: Harness, erp_faults: HttpFaultProxy
+) -> None:
+    """Finding 7 (docs/reliability.md): sync-core read a To Do title and wrote it to the ERP; the ERP
+    was slow, the user renamed the task again meanwhile, the ERP applied the older title after that
+    rename and its answer was lost. The ERP's version is sync-core's own copy of an older Outlook
+    version, not an ERP edit: it must not win a last-modified conflict (R18) over the newer rename."""
+    system = harness.system
+    tasks = await system.tasks_path()
+    created = await system.graph.post_json(tasks, json={"title": "Renamed 1"})
+    await eventually(lambda: converged(system, ["Renamed 1"]), timeout=20, interval=0.2)
+    await asyncio.sleep(0.5)  # the stamp's echo has gone by
+    [erp] = await system.erp_items("activities")
+
+    erp_faults.lose_next("PUT", f"/api/v1/activities/{erp['id']}", hold=1.0)
+    await system.graph.patch_json(f"{tasks}/{created['id']}", json={"title": "Renamed 2"})
+
+    async def held() -> bool:
+        return erp_faults.held == 1
+
+    async def lost() -> bool:
+        return erp_faults.lost == 1
+
+    await eventually(held, timeout=10, interval=0.05)
+    # Renamed while sync-core's write of the older title is on its way; the ERP applies it after this.
+    await system.graph.patch_json(f"{tasks}/{created['id']}", json={"title": "Renamed 3"})
+    await eventually(lost, timeout=10, interval=0.05)
+
+    await eventually(lambda: converged(system, ["Renamed 3"]), timeout=20, interval=0.2)
+    await asyncio.sleep(2.0)  # every retry and the ERP's change events have run by now
+    erp_side, outlook = await both_sides(system)
+    assert erp_side == ["Renamed 3"] == outlook, {"erp": erp_side, "outlook": outlook}
+    assert not [r for r in await system.journal(outcome="conflict")], "our own write was taken for an ERP edit"
+    assert all(depth == 0 for depth in (await dead_letter_depths(system)).values())

@@ -35,6 +35,8 @@ class HttpFaultProxy:
         self.can_lose: Callable[[str, str], bool] = lambda method, path: True
         self._client = httpx.AsyncClient(base_url=self.upstream, timeout=30)
         self._timer: asyncio.TimerHandle | None = None
+        self._lose_next: list[tuple[str, str, float]] = []  # (method, path prefix, seconds held)
+        self.held = 0  # writes being held now (see `lose_next`)
 
     def outage(
         self,
@@ -53,6 +55,11 @@ class HttpFaultProxy:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(seconds, self.up)
+
+    def lose_next(self, method: str, path_prefix: str, hold: float = 0.0) -> None:
+        """The next `method` write under `path_prefix` is held `hold` seconds (a slow ERP), then
+        applied by the ERP, and its answer lost (503). Other requests are not affected."""
+        self._lose_next.append((method, path_prefix, hold))
 
     def up(self) -> None:
         self.down = False
@@ -82,8 +89,16 @@ class HttpFaultProxy:
             if not message.get("more_body"):
                 break
         method = scope["method"]
-        failing = self.down and method in WRITES
-        lose = self.can_lose(method, scope["path"]) and self.rng.random() < self.lost_ratio
+        rule = next((r for r in self._lose_next if r[0] == method and scope["path"].startswith(r[1])), None)
+        if rule is not None:
+            self._lose_next.remove(rule)
+            self.held += 1
+            try:
+                await asyncio.sleep(rule[2])
+            finally:
+                self.held -= 1
+        failing = (self.down or rule is not None) and method in WRITES
+        lose = rule is not None or (self.can_lose(method, scope["path"]) and self.rng.random() < self.lost_ratio)
         if failing and not lose:
             self.refused += 1
             await self._unavailable(send)

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -579,6 +580,7 @@ class Engine:
         for attempt in range(1, 4):
             erp_raw = await self.erp.get(erp_collection(kind), row.erp_id) if row else None
             erp_item = await self.erp_item(kind, erp_raw)
+            _adopt_pending_write(row, outlook=item, erp=erp_item)
             decision = decisions.decide_outlook_change(
                 kind=kind,
                 item=item,
@@ -785,7 +787,8 @@ class Engine:
                         merge.for_outlook(replace(erp_item, erp_id=row.erp_id), item),  # type: ignore[type-var, arg-type]
                         quiet=decision.quiet,
                     )
-                    updated = await ctx.mailbox.update(kind, row.graph_id, body, over=raw)
+                    async with self._unknown_outcome(row, "outlook", fingerprint(erp_item)):
+                        updated = await ctx.mailbox.update(kind, row.graph_id, body, over=raw)
                     row.fingerprint = fingerprint(erp_item)
                     row.graph_change_key = updated.get("changeKey")
                     row.synced_at = now_utc()
@@ -891,7 +894,8 @@ class Engine:
             # Only over the version this decision read: an ERP edit made since then must be decided
             # on (R18), never overwritten — a 412 makes the caller read and decide again.
             version = erp_item.erp_version if erp_item is not None else row.erp_version
-            result = await self._erp_update(collection, row.erp_id, body, key=key, version=version)
+            async with self._unknown_outcome(row, "erp", fp):
+                result = await self._erp_update(collection, row.erp_id, body, key=key, version=version)
             outcome = "updated"
         erp_id = str(result["id"])
         link = row or Link(
@@ -989,6 +993,24 @@ class Engine:
                 raise
             return current
 
+    @asynccontextmanager
+    async def _unknown_outcome(self, row: Link | None, side: str, fp: str) -> AsyncIterator[None]:
+        """A write of `fp` to one side of a linked item: when it fails in a way that does not say
+        whether it was applied (an answer lost, a To Do update whose later steps failed, the task
+        cancelled), the link remembers it, so that side holding `fp` later is known as our write and
+        not taken for a user's edit that conflicts with the other side (ADR 0025)."""
+        try:
+            yield
+        except (GraphPreconditionFailed, ErpConflict, ErpRefused):
+            raise  # refused as a whole: nothing was written
+        except BaseException:
+            if row is not None and row.id is not None:
+                try:
+                    await asyncio.shield(self.state.note_pending_write(row, f"{side}:{fp}"))
+                except Exception:
+                    log.warning("could not remember a write of unknown outcome on link %s", row.id, exc_info=True)
+            raise
+
     async def _touch_link(self, row: Link, *, change_key: str | None, fingerprint: str | None = None) -> None:
         """Nothing to write: keep the link's view of the item current (R22 stays cheap next time)."""
         changed = False
@@ -1080,6 +1102,7 @@ class Engine:
         item = await self.erp_item(kind, erp_raw)
         graph_raw = await ctx.mailbox.get(kind, row.graph_id) if row else None
         graph_item = graph_to_item(kind, graph_raw) if graph_raw else None
+        _adopt_pending_write(row, outlook=graph_item, erp=item)
         decision = decisions.decide_erp_change(
             kind=kind,
             item=item,
@@ -1230,13 +1253,14 @@ class Engine:
         merged = merge.for_outlook(replace(item, erp_id=erp_id), current)  # type: ignore[type-var, arg-type]
         body = item_to_graph(merged, quiet=decision.quiet)
         graph_id = target.graph_id if target else None
+        fp = decision.fingerprint or fingerprint(item)
         if graph_id is None:
             written = await ctx.mailbox.create(kind, body)
             outcome = "created"
         else:
-            written = await ctx.mailbox.update(kind, graph_id, body, over=graph_raw)
+            async with self._unknown_outcome(target, "outlook", fp):
+                written = await ctx.mailbox.update(kind, graph_id, body, over=graph_raw)
             outcome = "updated"
-        fp = decision.fingerprint or fingerprint(item)
         link = old_row or Link(
             user=ctx.email,
             kind=kind.value,
@@ -1312,6 +1336,19 @@ class Engine:
                 reason=f"force sync re-sent {count} item(s)",
             )
         )
+
+
+def _adopt_pending_write(row: Link | None, *, outlook: Item | None, erp: Item | None) -> None:
+    """ADR 0025: when the side a write of ours of unknown outcome went to holds what it wrote, that
+    write was applied: both sides agreed on it (the other side was its source), so it is what the
+    link records. An edit made since on the source side is then a plain change, not a conflict with
+    our own copy of an older version of it (which last-modified could let win)."""
+    if row is None or not row.pending_write:
+        return
+    side, _, fp = row.pending_write.partition(":")
+    held = erp if side == "erp" else outlook
+    if held is not None and fingerprint(held) == fp:
+        row.fingerprint = fp
 
 
 def _unchanged(raw: dict[str, Any], row: Link | None) -> bool:

@@ -38,6 +38,10 @@ class Link(SyncBase, table=True):
     graph_modified_at: datetime | None = Field(default=None, sa_column=_ts())
     erp_modified_at: datetime | None = Field(default=None, sa_column=_ts())
     synced_at: datetime = Field(sa_column=_ts(False))
+    # A write of ours to one side that failed without telling whether it was applied (its answer
+    # lost, a later step of a To Do update failed): "erp:<fingerprint>" or "outlook:<fingerprint>".
+    # When that side is found holding it, it is our write, not a user's edit (ADR 0025).
+    pending_write: str | None = None
 
 
 class DeltaCursor(SyncBase, table=True):

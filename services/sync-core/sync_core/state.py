@@ -32,6 +32,7 @@ _LINK_FIELDS = (
     "graph_modified_at",
     "erp_modified_at",
     "synced_at",
+    "pending_write",
 )
 
 
@@ -119,6 +120,8 @@ class State:
         again; one dropped meanwhile (e.g. by reconciliation) is written again as a new row.
         """
         values = {field: getattr(link, field) for field in _LINK_FIELDS}
+        # A saved link records what both sides now hold: a write of unknown outcome is moot.
+        link.pending_write = values["pending_write"] = None
         async with self._writing() as s:
             if settled:
                 await s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(settled)))
@@ -141,6 +144,13 @@ class State:
             await s.commit()
             link.id = row.id
             return row
+
+    async def note_pending_write(self, link: Link, pending: str) -> None:
+        """Remember on a link a write of ours whose outcome is unknown (ADR 0025); nothing else changes."""
+        async with self._writing() as s:
+            await s.exec(update(Link).where(col(Link.id) == link.id).values(pending_write=pending))
+            await s.commit()
+        link.pending_write = pending
 
     async def drop_link(self, link: Link, journal: JournalEntry | None = None) -> None:
         async with self._writing() as s:

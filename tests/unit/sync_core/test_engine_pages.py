@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sync_core.domain.fingerprint import fingerprint
 from sync_core.domain.mapping.properties import ERP_ID
-from sync_core.engine import _lanes, _snapshot, _unchanged
+from sync_core.engine import _adopt_pending_write, _lanes, _snapshot, _unchanged
 from sync_core.models import Link
+from tests.unit.sync_core.domain_builders import task
 
 
 def event(item_id: str, erp: str | None = None) -> dict[str, Any]:
@@ -97,3 +99,33 @@ def test_the_snapshot_is_used_only_when_it_is_the_announced_version_R22() -> Non
     assert _snapshot({"erp_id": "5", "version": None, "data": data}) is None
     # A signed ERP event's data is the ERP developer's: not trusted to be complete.
     assert _snapshot({"erp_id": "5", "version": 3, "data": data, "event_id": "evt_1"}) is None
+
+
+def test_a_write_of_unknown_outcome_found_on_its_target_side_is_what_the_link_records_R18_R22() -> None:
+    """ADR 0025 (finding 7): our write of "v2" to the ERP lost its answer; the ERP holding "v2" means it
+    was applied, so the user's later Outlook edit "v3" is a plain change, not a conflict with it."""
+    v1, v2, v3 = task(subject="v1"), task(subject="v2"), task(subject="v3")
+    row = link("k1")
+    row.fingerprint, row.pending_write = fingerprint(v1), f"erp:{fingerprint(v2)}"
+    _adopt_pending_write(row, outlook=v3, erp=v2)
+    assert row.fingerprint == fingerprint(v2)
+
+
+def test_a_write_of_unknown_outcome_held_only_by_its_source_side_changes_nothing_R22() -> None:
+    # Outlook (the source) holds "v2", the ERP does not: the write was not applied, the ERP still owes it.
+    v1, v2 = task(subject="v1"), task(subject="v2")
+    row = link("k1")
+    row.fingerprint, row.pending_write = fingerprint(v1), f"erp:{fingerprint(v2)}"
+    _adopt_pending_write(row, outlook=v2, erp=v1)
+    assert row.fingerprint == fingerprint(v1)
+    # The same for a write to Outlook (a To Do update whose later steps failed): found there, adopted.
+    row.pending_write = f"outlook:{fingerprint(v2)}"
+    _adopt_pending_write(row, outlook=v1, erp=v2)
+    assert row.fingerprint == fingerprint(v1)
+    _adopt_pending_write(row, outlook=v2, erp=task(subject="v3"))
+    assert row.fingerprint == fingerprint(v2)
+    # Nothing remembered, or the item gone: nothing to adopt.
+    row.pending_write, row.fingerprint = None, "f"
+    _adopt_pending_write(row, outlook=v2, erp=v2)
+    _adopt_pending_write(None, outlook=v2, erp=v2)
+    assert row.fingerprint == "f"
