@@ -21,7 +21,9 @@ class CommonSettings(BaseSettings):
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     # Prefix of every exchange and queue name: lets deployments (or test runs) share a broker.
     amqp_prefix: str = ""
-    amqp_prefetch: int = 64
+    # Unacknowledged messages per consumer: 8 shards × 16 keep both cores busy without holding a
+    # large backlog in memory (docs/benchmarks.md, session 3).
+    amqp_prefetch: int = 16
     # Work for one (user, collection) is serialised by routing it to one of this many
     # single-active-consumer queues; every service of a deployment must agree on it.
     sync_shards: int = 8

@@ -6,9 +6,11 @@ import uvicorn
 
 from erp_connector.app import create_app
 from erp_connector.settings import get_settings
+from shared.memory import limit_malloc_arenas
 
 
 def main() -> None:
+    limit_malloc_arenas()
     settings = get_settings()
     uvicorn.run(
         create_app(settings),

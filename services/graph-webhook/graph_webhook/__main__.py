@@ -6,9 +6,11 @@ import uvicorn
 
 from graph_webhook.app import create_app
 from graph_webhook.settings import get_settings
+from shared.memory import limit_malloc_arenas
 
 
 def main() -> None:
+    limit_malloc_arenas()
     settings = get_settings()
     # Several workers need an import string: each process builds its own app.
     app: object = "graph_webhook.app:create_app" if settings.webhook_workers > 1 else create_app(settings)

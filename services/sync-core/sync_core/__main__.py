@@ -2,11 +2,13 @@
 
 import uvicorn
 
+from shared.memory import limit_malloc_arenas
 from sync_core.app import create_app
 from sync_core.settings import get_settings
 
 
 def main() -> None:
+    limit_malloc_arenas()
     settings = get_settings()
     uvicorn.run(create_app(settings), host=settings.sync_core_host, port=settings.sync_core_port, log_level="warning")
 

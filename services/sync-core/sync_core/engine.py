@@ -203,7 +203,11 @@ class Engine:
     # Entry point ---------------------------------------------------------------------------------
 
     async def handle(self, env: Envelope, received_at: float | None = None) -> None:
-        if await self.state.seen(str(env.id)):
+        # Only a message delivered before (redelivered, retried, replayed) can have been processed
+        # already, or one whose handler is not idempotent by itself (journal lines, force syncs; their
+        # publishers' outboxes may send one twice). Every other handler tolerates a duplicate.
+        check = delivered_before.get() or env.type in (MessageType.JOURNAL_LINE, MessageType.SYNC_FORCE)
+        if check and await self.state.seen(str(env.id)):
             return
         if env.type is MessageType.JOURNAL_LINE:
             await self._store_reported_journal(env)
@@ -331,6 +335,7 @@ class Engine:
             await self._write_sync_times(email)
         for email in list(self._erp_times_pending):
             await self._write_erp_sync_times(email, time.monotonic())
+        await self.state.aclose()
 
     async def _mark_failure(self, email: str, exc: Exception) -> None:
         """R35: a user whose mailbox or credentials fail is flagged at once."""
