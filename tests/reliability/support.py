@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -255,11 +255,16 @@ async def faults_off(system: System) -> None:
 async def replay_injected_dead_letters(system: System) -> int:
     """What an operator does once the ERP answers again: replay the dead letters its outage caused
     (those whose error is the proxy's injected 503, none other). Returns how many were replayed."""
+    return await replay_dead_letters(system, lambda error: INJECTED in error)
+
+
+async def replay_dead_letters(system: System, match: Callable[[str], bool] = lambda error: True) -> int:
+    """Replay the dead letters whose error `match`es (all by default); returns how many were replayed."""
     replayed = 0
     async with dead_letter_queues(system) as dlq:
         for queue in dlq.groups().values():
             for letter in await dlq.list(queue):
-                if INJECTED in str(letter.error) and await dlq.replay(queue, letter.key, by="test") is not None:
+                if match(str(letter.error)) and await dlq.replay(queue, letter.key, by="test") is not None:
                     replayed += 1
     return replayed
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.support import Harness, assert_each_once
+from tests.reliability.support import Harness, assert_each_once, replay_dead_letters
 from tests.reliability.test_reliability_focused import batch, both_sides, converged
 from tests.support.items import at, event_body, meeting_body
 from tests.support.processes import ServiceProcess, settings_env
@@ -166,3 +166,76 @@ async def test_crash_sigkill_after_the_write_before_the_link_is_saved_duplicates
     await asyncio.sleep(1.0)
     erp, outlook = await both_sides(system)
     assert erp == sorted(expected) == outlook, {"erp": erp, "outlook": outlook}
+
+
+@pytest.fixture
+async def erp_process(harness: Harness, tmp_path) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+    """The in-process erp-connector replaced by `python -m erp_connector` on the same port and database."""
+    system = harness.system
+    port = int(system.erp_url.rsplit(":", 1)[1])
+    await system.extra["erp_stack"].aclose()
+    env = settings_env(
+        system.extra["erp_settings"], erp_connector_host="127.0.0.1", erp_connector_port=port, log_json=False
+    )
+    proc = ServiceProcess("erp-connector", "erp_connector", env, tmp_path / "logs")
+    await proc.start(f"{system.erp_url}/readyz")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        print(f"--- erp-connector process log (last lines) ---\n{proc.log_tail()}")
+
+
+async def test_crash_erp_connector_sigkilled_mid_relay_loses_and_duplicates_nothing(
+    harness: Harness, erp_process: ServiceProcess
+) -> None:
+    """erp-connector SIGKILLed right after a burst of ERP writes, while its outbox relay publishes them
+    (ADR 0010), and kept down while Outlook changes arrive: after it is started again (and the dead
+    letters of its outage replayed, as an operator would) every item is on both sides exactly once."""
+    system = harness.system
+    ready = f"{system.erp_url}/readyz"
+    began = time.monotonic()
+    names = [f"Relay {i}" for i in range(12)]
+    await asyncio.gather(
+        *(
+            system.erp_write(
+                "POST", "activities", meeting_body(name, at(days=3 + i // 4, hour=7 + 2 * (i % 4))), expect=201
+            )
+            for i, name in enumerate(names)
+        )
+    )
+    assert erp_process.kill(signal.SIGKILL) == -signal.SIGKILL
+    unsent = await unsent_outbox_rows(system)
+    # While it is down: Outlook changes, whose ERP writes fail (retried, then dead-lettered).
+    for i in range(3):
+        name = f"While ERP dead {i}"
+        await system.graph.post_json(f"{system.user_path()}/events", json=event_body(name, at(days=9, hour=7 + 2 * i)))
+        names.append(name)
+    await asyncio.sleep(1.5)
+    await erp_process.start(ready)
+
+    replayed = 0
+
+    async def settled() -> bool:
+        nonlocal replayed
+        replayed += await replay_dead_letters(system)
+        return await converged(system, names)
+
+    await eventually(settled, timeout=60, interval=0.5)
+    await assert_each_once(system, names, settle_s=1.5)
+    print(
+        f"crash figures (erp-connector): changes={len(names)} outbox rows unsent at the kill={unsent} "
+        f"dead letters replayed={replayed} s={time.monotonic() - began:.1f}"
+    )
+
+
+async def unsent_outbox_rows(system: System) -> int | None:
+    """Outbox rows not yet marked sent (SQLite only; None on PostgreSQL, where the count is not needed)."""
+    url = system.extra["erp_settings"].erp_database_url
+    if not url.startswith("sqlite"):
+        return None
+    conn = sqlite3.connect(url.split("///", 1)[1])
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM erp_outbox WHERE sent_at IS NULL").fetchone()[0])
+    finally:
+        conn.close()

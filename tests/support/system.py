@@ -260,7 +260,9 @@ async def running_system(
         sim = stack.enter_context(SimServer())
         gs = graph_settings(sim)
         erp_settings = ErpConnectorSettings(**base, erp_database_url=db_url("erp"), erp_api_token=ERP_TOKEN)
-        erp_url = await stack.enter_async_context(serve(create_erp_app(erp_settings)))
+        # Its own stack, so a test can stop it and run `python -m erp_connector` on its port instead.
+        erp_stack = await stack.enter_async_context(AsyncExitStack())
+        erp_url = await erp_stack.enter_async_context(serve(create_erp_app(erp_settings)))
         erp = await stack.enter_async_context(
             httpx.AsyncClient(base_url=erp_url, headers={"Authorization": f"Bearer {ERP_TOKEN}"}, timeout=10)
         )
@@ -308,6 +310,8 @@ async def running_system(
         )
         system.extra["collections"] = watched_collections(rep)
         system.extra["sync_stack"] = sync_stack
+        system.extra["erp_stack"] = erp_stack
+        system.extra["erp_settings"] = erp_settings
         if system.extra["collections"]:
             await eventually(system.subscriptions, timeout=20)
         await eventually(system.caught_up, timeout=20)
