@@ -112,3 +112,21 @@ async def test_a_large_delta_page_is_read_in_batches_and_each_item_arrives_once_
     assert not await system.journal(outcome="failed")
     stamped = [e for e in await system.sim_items("events") if ext_value(e, "ErpId")]
     assert len(stamped) == len(names)  # R21: every one carries its ERP id
+
+
+async def test_a_new_erp_meeting_is_created_in_outlook_without_searching_for_a_mirror_R21(system: System) -> None:
+    """The ERP's own creation event, delivered the first time, cannot have a mirror yet: no `$filter`
+    search before the create (one Graph request fewer per creation). A redelivery, a repair or a
+    force sync still searches (`test_lost_link_is_refound_from_the_erp_without_a_duplicate_R21`, the
+    crash-window tests)."""
+    before = await system.sim_control("GET", "stats")
+    meeting = await system.erp_write("POST", "activities", meeting_body("No search", at(days=4)), expect=201)
+
+    async def linked() -> list[dict]:
+        return [r for r in await system.journal(outcome="created") if r["erp_id"] == str(meeting["id"])]
+
+    await eventually(linked)
+    after = await system.sim_control("GET", "stats")
+    searches = requests_to(after, "GET", "/events") - requests_to(before, "GET", "/events")
+    assert searches == 0, "a mirror was searched for before creating a new ERP meeting"
+    assert requests_to(after, "POST", "/events") - requests_to(before, "POST", "/events") == 1

@@ -1066,7 +1066,14 @@ class Engine:
             snapshot = None  # older than what is linked (a retried message): read the ERP's current record
         erp_raw = snapshot or await self.erp.get(erp_collection(kind), erp_id)
         await self.apply_erp_item(
-            ctx, kind, erp_id, erp_raw, row, force=force, reassigned_from=p.get("previous_representative")
+            ctx,
+            kind,
+            erp_id,
+            erp_raw,
+            row,
+            force=force,
+            reassigned_from=p.get("previous_representative"),
+            created=p.get("change") == "created",
         )
 
     async def apply_erp_item(
@@ -1079,13 +1086,15 @@ class Engine:
         *,
         force: bool = False,
         reassigned_from: str | None = None,
+        created: bool = False,
     ) -> None:
-        """Decide and apply one ERP record. The Outlook item is updated only over the version read
-        (`If-Match`): a user's edit made in between (412) is read and decided on (R18)."""
+        """Decide and apply one ERP record (`created`: announced by the ERP as its creation). The
+        Outlook item is updated only over the version read (`If-Match`): a user's edit made in
+        between (412) is read and decided on (R18)."""
         for attempt in range(1, 4):
             try:
                 await self._apply_erp_item(
-                    ctx, kind, erp_id, erp_raw, row, force=force, reassigned_from=reassigned_from
+                    ctx, kind, erp_id, erp_raw, row, force=force, reassigned_from=reassigned_from, created=created
                 )
                 return
             except GraphPreconditionFailed:
@@ -1103,6 +1112,7 @@ class Engine:
         *,
         force: bool,
         reassigned_from: str | None,
+        created: bool = False,
     ) -> None:
         item = await self.erp_item(kind, erp_raw)
         graph_raw = await ctx.mailbox.get(kind, row.graph_id) if row else None
@@ -1119,7 +1129,7 @@ class Engine:
         if row is None and decision.action is Action.CREATE and erp_raw is not None:
             # R21: no link, but a mirror may exist (lost link, a crash before the link was saved):
             # re-found through the ERP id on it, it is updated, never duplicated.
-            found = await self._find_mirror(ctx, kind, erp_id, erp_raw, force=force)
+            found = await self._find_mirror(ctx, kind, erp_id, erp_raw, force=force, created=created)
             if found is not None:
                 row = await self._restore_link(ctx, kind, erp_id, erp_raw, found, None, ERP_TO_OUTLOOK)
                 graph_raw, graph_item = found, graph_to_item(kind, found)
@@ -1221,21 +1231,25 @@ class Engine:
         items_synced.add(1, {"kind": kind.value, "direction": ERP_TO_OUTLOOK, "outcome": action.value})
 
     async def _find_mirror(
-        self, ctx: UserContext, kind: Kind, erp_id: str, erp_raw: dict[str, Any], *, force: bool
+        self, ctx: UserContext, kind: Kind, erp_id: str, erp_raw: dict[str, Any], *, force: bool, created: bool
     ) -> dict[str, Any] | None:
         """The Outlook item carrying this ERP id, if any (R21).
 
-        Events and contacts are found by an indexed filter. A To Do list has no filter on linked
-        resources and is read through, so it is searched only when a mirror can exist: the ERP
-        item changed after its creation, came from Outlook, a force sync re-sends it (R24, R30), or
-        this message was delivered before (a first attempt may have created the task and died
-        before saving its link).
+        Not searched only for the first delivery of the ERP's own announcement that it created this
+        activity (`created`, version 1, from the ERP, not a force sync): no mirror can exist yet —
+        a first attempt that created one and died before saving its link makes this message a
+        redelivery. Every other case is searched (a repair, a force sync re-sending it, R24, R30;
+        a changed or reassigned record). That saves a Graph request per creation: an indexed
+        filter for events, a read through the list for To Do (no filter on linked resources).
+        Contacts are always searched: one ERP contact may be assigned to several representatives.
         """
-        if collection_of(kind) == "todo" and not (
-            force
-            or int(erp_raw.get("version") or 1) > 1
-            or erp_raw.get("origin") == "outlook"
-            or delivered_before.get()
+        if (
+            kind is not Kind.CONTACT
+            and created
+            and not force
+            and int(erp_raw.get("version") or 1) <= 1
+            and erp_raw.get("origin") != "outlook"
+            and not delivered_before.get()
         ):
             return None
         return await ctx.mailbox.find_by_erp_ref(kind, erp_ref(kind, erp_id))
