@@ -181,3 +181,27 @@ def test_inspect_shows_internal_state(client: httpx.Client, control: httpx.Clien
     items = control.get(f"/users/{user['id']}/events").json()
     assert items[0]["regularId"] == ev["id"]
     assert items[0]["deleted"] is True
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"location": "Lisbon office"},
+        {"body": "plain text"},
+        {"start": "2030-03-04T10:00:00"},
+        {"attendees": "ana@contoso.example"},
+        {"attendees": ["ana@contoso.example"]},
+        {"categories": "Blue"},
+    ],
+)
+def test_a_primitive_where_graph_expects_an_object_is_a_400_not_a_500(
+    client: httpx.Client, user: dict[str, Any], field: dict[str, Any]
+) -> None:
+    created = client.post(_events(user), json=event_body())
+    assert created.status_code == 201
+    for r in (
+        client.post(_events(user), json={**event_body(), **field}),
+        client.patch(f"{_events(user)}/{created.json()['id']}", json=field),
+    ):
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "RequestBodyRead"

@@ -107,6 +107,7 @@ def _all_day_bound(value: dict[str, Any] | None, existing: datetime | None, curr
 
 
 def _validate_fields(body: dict[str, Any]) -> None:
+    check_shapes(body)
     if "sensitivity" in body and body["sensitivity"] not in _SENSITIVITY:
         raise GraphError(400, "ErrorInvalidRequest", f"Invalid sensitivity '{body['sensitivity']}'.")
     if "showAs" in body and body["showAs"] not in _SHOW_AS:
@@ -141,6 +142,33 @@ def _location(value: Any) -> dict[str, Any]:
         "uniqueIdType": value.get("uniqueIdType", "private" if value.get("displayName") else "unknown"),
         **({"address": value["address"]} if value.get("address") else {}),
     }
+
+
+# Fields whose value is a Graph object or collection: anything else is refused as Graph does (400).
+_SHAPES: dict[str, tuple[type, str]] = {
+    "location": (dict, "microsoft.graph.location"),
+    "body": (dict, "microsoft.graph.itemBody"),
+    "start": (dict, "microsoft.graph.dateTimeTimeZone"),
+    "end": (dict, "microsoft.graph.dateTimeTimeZone"),
+    "attendees": (list, "Collection(microsoft.graph.attendee)"),
+    "categories": (list, "Collection(Edm.String)"),
+}
+
+
+def check_shapes(body: dict[str, Any]) -> None:
+    """A primitive where Graph expects an object (or a list), e.g. `"location": "Lisbon"`, is a 400
+    `RequestBodyRead`, not a server error."""
+    for key, (shape, name) in _SHAPES.items():
+        value = body.get(key)
+        if value is not None and not isinstance(value, shape):
+            raise GraphError(
+                400,
+                "RequestBodyRead",
+                f"Cannot convert the literal '{str(value)[:40]}' of property '{key}' to the expected type '{name}'.",
+            )
+    attendees = body.get("attendees") or []
+    if any(not isinstance(a, dict) or not isinstance(a.get("emailAddress") or {}, dict) for a in attendees):
+        raise GraphError(400, "RequestBodyRead", "An attendee must be an object with an emailAddress object.")
 
 
 def _assign(item: Item, body: dict[str, Any]) -> None:
