@@ -35,7 +35,7 @@ async def sync_process(harness: Harness, tmp_path) -> AsyncIterator[ServiceProce
     try:
         yield proc
     finally:
-        proc.stop()
+        await asyncio.to_thread(proc.stop)  # the test's loop serves what the process may still call
         print(f"--- sync-core process log (last lines) ---\n{proc.log_tail()}")
 
 
@@ -182,7 +182,7 @@ async def erp_process(harness: Harness, tmp_path) -> AsyncIterator[ServiceProces
     try:
         yield proc
     finally:
-        proc.stop()
+        await asyncio.to_thread(proc.stop)  # the test's loop serves what the process may still call
         print(f"--- erp-connector process log (last lines) ---\n{proc.log_tail()}")
 
 
