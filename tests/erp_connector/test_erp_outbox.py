@@ -62,17 +62,29 @@ async def test_write_is_published_as_erp_changed_with_the_outbox_message_id(erp:
     assert rows[0].sent_at is not None
 
 
-async def test_write_from_sync_core_is_tagged_with_outlook_origin_R22(erp: Running, tap: Tap) -> None:
+async def test_write_from_sync_core_is_tagged_with_outlook_origin_and_not_echoed_R22(erp: Running, tap: Tap) -> None:
     await seed(erp.client)
     created = await erp.client.post("/api/v1/activities", json=MEETING, headers={"X-Change-Origin": "outlook"})
     assert created.json()["origin"] == "outlook"
+    updated = await erp.client.put(
+        f"/api/v1/activities/{created.json()['id']}",
+        json={"subject": "From Outlook"},
+        headers={"X-Change-Origin": "outlook"},
+    )
+    assert updated.json()["version"] == 2
+    # Written from the owner's own mailbox: announcing it would only echo sync-core's write back to it.
+    # An ERP user's edit of the same activity is announced, with origin `erp`.
+    edited = await erp.client.put(f"/api/v1/activities/{created.json()['id']}", json={"subject": "From the ERP"})
+    assert edited.json()["version"] == 3
     [message] = await tap.wait_for(1, "erp.changed")
-    assert message["payload"]["origin"] == "outlook"
+    assert message["payload"]["origin"] == "erp" and message["payload"]["version"] == 3
     # Writing back the values already stored changes nothing and publishes nothing.
-    same = await erp.client.put(f"/api/v1/activities/{created.json()['id']}", json={"subject": MEETING["subject"]})
-    assert same.json()["version"] == 1
+    same = await erp.client.put(f"/api/v1/activities/{created.json()['id']}", json={"subject": "From the ERP"})
+    assert same.json()["version"] == 3
     await asyncio.sleep(0.4)
     assert len(tap.bodies("erp.changed")) == 1
+    rows = [r for r in await outbox_rows(erp) if r.type == "erp.changed"]
+    assert [r.message_id for r in rows] == [message["id"]]
 
 
 async def test_reassigned_activity_is_announced_to_both_mailboxes_R32(erp: Running, tap: Tap) -> None:

@@ -910,7 +910,15 @@ class ErpStore:
     def _activity_changed(
         self, activity: ActivityPublic, change: str, owners: list[Representative], *, previous: str | None
     ) -> None:
-        """One message per mailbox concerned: the owner's, and the previous owner's on reassignment."""
+        """One message per mailbox concerned: the owner's, and the previous owner's on reassignment.
+
+        A write made by sync-core from Outlook (origin `outlook`) that keeps the owner is announced to
+        no one: it came from the owner's own mailbox, the only one that holds the activity (R13), and
+        the announcement would only bring sync-core the echo of its own write (R22) — an outbox row,
+        a relayed message and a consumed one per change from Outlook (docs/benchmarks.md, session 3).
+        """
+        if self.origin is Origin.OUTLOOK and previous is None:
+            return
         payload: dict[str, Any] = {
             "erp_id": str(activity.id),
             "change": change,
