@@ -167,6 +167,7 @@ async def test_a_batch_of_mixed_subscriptions_becomes_one_message_each(
         _change("sub-ann-co", "secret-ann-co", item="C1", change="deleted"),
         _change("sub-bob-td", "secret-bob-td", item="T1", change="updated"),
     ]
+    batch[2]["resourceData"]["@odata.etag"] = 'W/"ck-T1"'  # the version it changed to, passed on
     async with running(settings, _rows()) as (http, _):
         assert (await http.post("/notifications", json={"value": batch})).status_code == 202
         got = await collector.wait(MessageType.GRAPH_CHANGED, 3)
@@ -183,7 +184,9 @@ async def test_a_batch_of_mixed_subscriptions_becomes_one_message_each(
         "resource": "Users/guid/Events/T1",
         "resource_id": "T1",
         "list_id": "LIST1",
+        "etag": 'W/"ck-T1"',
     }
+    assert by_item["E1"].payload["etag"] is None  # none sent
     assert all(m.tenant == settings.tenant for m in got)
 
 

@@ -26,8 +26,10 @@ def graph_changed(
     resource: str | None,
     resource_id: str | None,
     list_id: str | None,
+    etag: str | None = None,
 ) -> Envelope:
-    """`graph.changed`: something changed in one user's collection; sync-core runs its delta."""
+    """`graph.changed`: something changed in one user's collection; sync-core runs its delta.
+    `etag`: the version the item changed to (`resourceData.@odata.etag`), when Graph sent it."""
     return Envelope(
         type=MessageType.GRAPH_CHANGED,
         tenant=tenant,
@@ -40,6 +42,7 @@ def graph_changed(
             "resource": resource,
             "resource_id": resource_id,
             "list_id": list_id,
+            "etag": etag,
         },
     )
 

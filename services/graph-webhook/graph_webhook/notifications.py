@@ -199,6 +199,7 @@ class NotificationIntake:
                 resource=n.resource,
                 resource_id=n.resource_id,
                 list_id=sub.list_id,
+                etag=n.resource_data.odata_etag if n.resource_data else None,
             )
         )
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -48,11 +49,16 @@ items_synced = _meter.create_counter("sync_items", description="Items handled, b
 echoes_skipped = _meter.create_counter(
     "sync_echoes_skipped", description="Outlook items a delta round reported unchanged since sync-core last synced them"
 )
+echo_notifications_skipped = _meter.create_counter(
+    "sync_echo_notifications_skipped",
+    description="Change notifications of a version sync-core wrote itself: no delta round was run for them",
+)
 e2e_latency = _meter.create_histogram(
     "sync_e2e_latency_seconds", unit="s", description="Change at source to applied on the other side"
 )
 
 Item = Activity | Contact
+OWN_VERSIONS_KEPT = 50_000  # Outlook item versions this process wrote, for skipping their notifications
 OUTLOOK_TO_ERP = Direction.OUTLOOK_TO_ERP.value
 ERP_TO_OUTLOOK = Direction.ERP_TO_OUTLOOK.value
 
@@ -197,6 +203,8 @@ class Engine:
         self._erp_times_written: dict[str, float] = {}
         self._erp_times_flush: dict[str, asyncio.Task[None]] = {}
         self._erp_times_known: set[tuple[str, str]] = set()  # (user, field) written once: later ones wait
+        # (user, collection, Graph id) → the change key of the version this process last wrote there.
+        self._own_versions: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         # Publishes follow-up messages (a force sync split per collection); set by the runtime.
         self.publish: Callable[[Envelope], Awaitable[None]] | None = None
 
@@ -367,6 +375,9 @@ class Engine:
         kind = env.kind or Kind.EVENT
         collection = collection_of(kind)
         key = env.serialisation_key()
+        if self._own_echo(env):
+            echo_notifications_skipped.add(1, {"kind": kind.value})
+            return
         if (
             env.type is MessageType.GRAPH_CHANGED
             and received_at is not None
@@ -409,6 +420,31 @@ class Engine:
                 await self._mark_failure(ctx.email, exc)
                 raise
         await self._note_synced(ctx.email, "last_sync_outlook_to_erp", healthy=True, last_error=None)
+
+    def _remember_own_version(self, user: str, kind: Kind, graph_id: str, change_key: str | None) -> None:
+        """Record the version sync-core just wrote to an Outlook item (its change key)."""
+        collection = collection_of(kind)
+        if not change_key or collection == "todo":
+            return  # To Do: no change key is recorded (see `Mailbox.update`)
+        key = (user, collection, graph_id)
+        self._own_versions[key] = change_key
+        self._own_versions.move_to_end(key)
+        if len(self._own_versions) > OWN_VERSIONS_KEPT:
+            self._own_versions.popitem(last=False)
+
+    def _own_echo(self, env: Envelope) -> bool:
+        """A change notification naming exactly the version sync-core last wrote to that item: the
+        echo of its own write. It stands for no change of anyone else (another change, even of the
+        same item, has a version of its own and a notification of its own), so no delta round is run
+        for it (R22). Anything else — no etag, another version, a deletion, To Do — runs the round."""
+        p = env.payload
+        if env.type is not MessageType.GRAPH_CHANGED or p.get("change_type") not in ("created", "updated"):
+            return False
+        etag, graph_id = p.get("etag"), p.get("resource_id")
+        if not etag or not graph_id:
+            return False
+        written = self._own_versions.get((env.user, collection_of(env.kind or Kind.EVENT), str(graph_id)))
+        return written is not None and _change_key_of(str(etag)) == written
 
     async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> set[str]:
         """One delta round from the stored cursor (or the start); returns the ids it reported.
@@ -796,6 +832,7 @@ class Engine:
                         updated = await ctx.mailbox.update(kind, row.graph_id, body, over=raw)
                     row.fingerprint = fingerprint(erp_item)
                     row.graph_change_key = updated.get("changeKey")
+                    self._remember_own_version(ctx.email, kind, row.graph_id, row.graph_change_key)
                     row.synced_at = now_utc()
                     await self.state.save_link(
                         row,
@@ -924,6 +961,7 @@ class Engine:
             chrono = result.get("chrono") if isinstance(result, dict) else None
             change_key = await ctx.mailbox.stamp_erp_ref(kind, graph_id, erp_ref(kind, erp_id), chrono, over=raw)
             link.graph_change_key = change_key or link.graph_change_key
+            self._remember_own_version(ctx.email, kind, graph_id, change_key)
             if chrono and isinstance(item, Activity) and not item.chrono:
                 # Both sides now hold the ERP's chrono: the link's fingerprint says so (R22).
                 link.fingerprint = fingerprint(replace(item, chrono=str(chrono)))
@@ -1292,6 +1330,7 @@ class Engine:
         link.graph_id = str(written["id"])
         link.fingerprint = fp
         link.graph_change_key = written.get("changeKey")
+        self._remember_own_version(ctx.email, kind, link.graph_id, link.graph_change_key)
         link.graph_modified_at = _parse_time(written.get("lastModifiedDateTime"))
         link.erp_version = erp_raw.get("version")
         link.erp_modified_at = _parse_time(erp_raw.get("updated_at"))
@@ -1368,6 +1407,11 @@ def _adopt_pending_write(row: Link | None, *, outlook: Item | None, erp: Item | 
     held = erp if side == "erp" else outlook
     if held is not None and fingerprint(held) == fp:
         row.fingerprint = fp
+
+
+def _change_key_of(etag: str) -> str:
+    """`W/"abc"` → `abc`: an Outlook item's etag carries its change key."""
+    return etag.strip().removeprefix("W/").strip('"')
 
 
 def _unchanged(raw: dict[str, Any], row: Link | None) -> bool:
