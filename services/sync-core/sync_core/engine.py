@@ -426,7 +426,7 @@ class Engine:
         collection = collection_of(kind)
         if not change_key or collection == "todo":
             return  # To Do: no change key is recorded (see `Mailbox.update`)
-        key = (user, collection, graph_id)
+        key = (user.lower(), collection, graph_id)
         self._own_versions[key] = change_key
         self._own_versions.move_to_end(key)
         if len(self._own_versions) > OWN_VERSIONS_KEPT:
@@ -443,7 +443,7 @@ class Engine:
         etag, graph_id = p.get("etag"), p.get("resource_id")
         if not etag or not graph_id:
             return False
-        written = self._own_versions.get((env.user, collection_of(env.kind or Kind.EVENT), str(graph_id)))
+        written = self._own_versions.get((env.user.lower(), collection_of(env.kind or Kind.EVENT), str(graph_id)))
         return written is not None and _change_key_of(str(etag)) == written
 
     async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> set[str]:
