@@ -500,12 +500,17 @@ class Bus:
             log.warning("shutdown with %d message(s) still in flight; they will be redelivered", self._inflight)
         for queue, tag in self._consumers:
             try:
-                await queue.cancel(tag)
-            except Exception:  # the channel may already be gone; its messages return to the queue
+                # Bounded: with the broker down, a robust channel waits for a reconnection that may
+                # never come, and a service must still stop.
+                await asyncio.wait_for(queue.cancel(tag), 5.0)
+            except (Exception, TimeoutError):  # the channel may be gone; its messages return to the queue
                 log.debug("cancel failed", exc_info=True)
         self._consumers.clear()
         if self.connection is not None:
-            await self.connection.close()
+            try:
+                await asyncio.wait_for(self.connection.close(), 5.0)
+            except (Exception, TimeoutError):
+                log.debug("close failed", exc_info=True)
         self.connection = None
         self._publish_channel = None
         self._exchange = None

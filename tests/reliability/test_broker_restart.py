@@ -33,7 +33,10 @@ async def private_system(private_rabbitmq: RabbitNode, database_url: str, tmp_pa
         log_json=False,
     )
     async with running_system(common, database_url, tmp_path) as system:
-        yield system
+        try:
+            yield system
+        finally:
+            await private_rabbitmq.aensure_up()  # a failed test must not leave the next ones without it
 
 
 async def connections(node: RabbitNode) -> int:

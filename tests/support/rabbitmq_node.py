@@ -174,6 +174,14 @@ class RabbitNode:
         else:
             raise ValueError(how)
 
+    async def aensure_up(self) -> None:
+        """Bring the node back if a test left it down (it failed between `astop` and `astart`), so the
+        system's teardown and the next tests find a broker."""
+        if self.proc is None:
+            await asyncio.to_thread(self.restart_after_kill)
+        elif not _port_open(self.port):
+            await asyncio.to_thread(self.start_app)
+
     async def astart(self, how: str) -> None:
         """Bring it back after `astop(how)`; returns once it accepts AMQP connections."""
         await asyncio.to_thread(self.start_app if how == "stop_app" else self.restart_after_kill)

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from shared.serving import KEEP_ALIVE_S
+
 # Sockets bound ahead of time, by port: nobody else can take the port before `serve` uses it.
 _reserved: dict[int, socket.socket] = {}
 
@@ -42,7 +44,9 @@ async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
     sock = _reserved.pop(port, None) if port else _bind()
     if sock is not None:
         port = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port or 0, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port or 0, log_level="warning", lifespan="on", timeout_keep_alive=KEEP_ALIVE_S
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     for _ in range(500):

@@ -33,7 +33,7 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         http="httptools",
-        timeout_keep_alive=30,
+        timeout_keep_alive=75,  # longer than the Graph client's keep-alive expiry (30 s)
         timeout_graceful_shutdown=3,
     )
 

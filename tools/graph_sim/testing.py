@@ -112,7 +112,7 @@ class SimServer:
             lifespan="off",
             http="httptools",
             loop="none",
-            timeout_keep_alive=30,
+            timeout_keep_alive=75,  # longer than the Graph client's keep-alive expiry (30 s)
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)

@@ -7,6 +7,7 @@ import uvicorn
 from erp_connector.app import create_app
 from erp_connector.settings import get_settings
 from shared.memory import limit_malloc_arenas
+from shared.serving import KEEP_ALIVE_S
 
 
 def main() -> None:
@@ -16,6 +17,7 @@ def main() -> None:
         create_app(settings),
         host=settings.erp_connector_host,
         port=settings.erp_connector_port,
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level=settings.log_level.lower(),
         # Our own JSON logs carry the request traces; uvicorn's access log would repeat them.
         access_log=False,

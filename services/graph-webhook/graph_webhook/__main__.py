@@ -7,6 +7,7 @@ import uvicorn
 from graph_webhook.app import create_app
 from graph_webhook.settings import get_settings
 from shared.memory import limit_malloc_arenas
+from shared.serving import KEEP_ALIVE_S
 
 
 def main() -> None:
@@ -20,6 +21,7 @@ def main() -> None:
         workers=settings.webhook_workers,
         host=settings.webhook_host,
         port=settings.webhook_port,
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level=settings.log_level.lower(),
         # One line per request would cost more than handling a notification; traces and metrics cover it.
         access_log=False,
