@@ -31,12 +31,8 @@ async def sync_process(harness: Harness, tmp_path) -> AsyncIterator[ServiceProce
     env = settings_env(system.sync_settings, sync_core_host="127.0.0.1", sync_core_port=port, log_json=False)
     proc = ServiceProcess("sync-core", "sync_core", env, tmp_path / "logs")
     system.sync_url = f"http://127.0.0.1:{port}"
-    await proc.start(f"{system.sync_url}/readyz")
-    try:
+    async with proc.serving(f"{system.sync_url}/readyz"):
         yield proc
-    finally:
-        await asyncio.to_thread(proc.stop)  # the test's loop serves what the process may still call
-        print(f"--- sync-core process log (last lines) ---\n{proc.log_tail()}")
 
 
 async def kill_when_working(system: System, proc: ServiceProcess, at_least: int) -> int:
@@ -178,12 +174,8 @@ async def erp_process(harness: Harness, tmp_path) -> AsyncIterator[ServiceProces
         system.extra["erp_settings"], erp_connector_host="127.0.0.1", erp_connector_port=port, log_json=False
     )
     proc = ServiceProcess("erp-connector", "erp_connector", env, tmp_path / "logs")
-    await proc.start(f"{system.erp_url}/readyz")
-    try:
+    async with proc.serving(f"{system.erp_url}/readyz"):
         yield proc
-    finally:
-        await asyncio.to_thread(proc.stop)  # the test's loop serves what the process may still call
-        print(f"--- erp-connector process log (last lines) ---\n{proc.log_tail()}")
 
 
 async def test_crash_erp_connector_sigkilled_mid_relay_loses_and_duplicates_nothing(

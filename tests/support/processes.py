@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,17 @@ class ServiceProcess:
             processes.LOG_DIR = old
         self.starts += 1
         await asyncio.to_thread(self.sup.wait_ready, self.name, ready_url, timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def serving(self, ready_url: str) -> AsyncIterator[ServiceProcess]:
+        """Started (ready at `ready_url`) for the block; stopped after it, from a thread (the test's
+        loop serves what the process's graceful drain may still call), and its log tail printed."""
+        await self.start(ready_url)
+        try:
+            yield self
+        finally:
+            await asyncio.to_thread(self.stop)
+            print(f"--- {self.name} process log (last lines) ---\n{self.log_tail()}")
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> int:
         """Send `sig` to the process group (its own session) and reap it; returns the exit code."""

@@ -107,7 +107,7 @@ def _all_day_bound(value: dict[str, Any] | None, existing: datetime | None, curr
 
 
 def _validate_fields(body: dict[str, Any]) -> None:
-    check_shapes(body)
+    _check_shapes(body)
     if "sensitivity" in body and body["sensitivity"] not in _SENSITIVITY:
         raise GraphError(400, "ErrorInvalidRequest", f"Invalid sensitivity '{body['sensitivity']}'.")
     if "showAs" in body and body["showAs"] not in _SHOW_AS:
@@ -155,7 +155,7 @@ _SHAPES: dict[str, tuple[type, str]] = {
 }
 
 
-def check_shapes(body: dict[str, Any]) -> None:
+def _check_shapes(body: dict[str, Any]) -> None:
     """A primitive where Graph expects an object (or a list), e.g. `"location": "Lisbon"`, is a 400
     `RequestBodyRead`, not a server error."""
     for key, (shape, name) in _SHAPES.items():
