@@ -203,6 +203,12 @@ class Bus:
         self._publish_channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await declare(self._publish_channel, self.topology)
 
+    def on_reconnected(self, callback: Callable[[], object]) -> None:
+        """Call `callback` each time the connection comes back (its channels restored) after a loss."""
+        if self.connection is None:
+            raise BrokerUnavailable("bus not connected")
+        self.connection.reconnect_callbacks.add(lambda *_: callback())
+
     @property
     def connected(self) -> bool:
         return self.connection is not None and not self.connection.is_closed and self._exchange is not None

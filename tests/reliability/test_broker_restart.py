@@ -16,6 +16,7 @@ import pytest
 from shared.settings import CommonSettings
 from tests.reliability.support import assert_each_once
 from tests.reliability.test_reliability_focused import batch, both_sides, converged
+from tests.support.items import at, event_body
 from tests.support.rabbitmq_node import RabbitNode, private_rabbitmq  # noqa: F401 - the session fixture
 from tests.support.system import System, eventually, running_system
 
@@ -89,3 +90,41 @@ async def test_broker_restart_under_load_reconnects_and_loses_nothing(
         f"caught_up_after_restart_s={caught_up_s:.1f} "
         f"total_s={time.monotonic() - began:.1f}"
     )
+
+
+async def test_notifications_refused_while_broker_down_heal_after_graph_gives_up(
+    private_system: System,
+    private_rabbitmq: RabbitNode,  # noqa: F811
+) -> None:
+    """Graph redelivers a refused notification only for a while, then sends `missed`, which graph-webhook
+    must refuse too while the broker is away. Here the simulator gives up on both before the broker is
+    back: the changes still arrive, because each refusal noted durably that a resync is owed, and the
+    broker's return publishes it (no `missed` notice, no reconcile, nothing else happens)."""
+    system, node = private_system, private_rabbitmq
+    notifier = system.sim.sim.notifier
+    system.sim.sim.config.delivery_max_attempts = 2  # ~0.2 s of redelivery instead of ~3 s
+    await node.astop("stop_app")
+    names = []
+    for i in range(3):
+        name = f"Refused Outlook {i}"
+        await system.graph.post_json(f"{system.user_path()}/events", json=event_body(name, at(days=20, hour=8 + 2 * i)))
+        names.append(name)
+    tasks = await system.tasks_path()
+    await system.graph.post_json(tasks, json={"title": "Refused task"})
+    names.append("Refused task")
+
+    async def graph_gave_up() -> bool:
+        # Every change notification and every `missed` notice failed for good.
+        counters = notifier.counters
+        return (
+            notifier.outstanding == 0
+            and counters.missed_sent >= 2
+            and counters.lifecycle_failed >= counters.missed_sent
+        )
+
+    await eventually(graph_gave_up, timeout=30, interval=0.2)
+    erp, _ = await both_sides(system)
+    assert not set(names) & set(erp)
+    await node.astart("stop_app")
+    await eventually(lambda: converged(system, names), timeout=45, interval=0.3)
+    await assert_each_once(system, names)

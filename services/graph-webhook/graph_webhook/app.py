@@ -112,7 +112,9 @@ def create_app(
             if settings.subscriptions_enabled
             else None
         )
-        intake = NotificationIntake(settings, cache, bus, LifecycleHandler(settings, manager))
+        intake = NotificationIntake(
+            settings, cache, bus, LifecycleHandler(settings, manager), manager.owe_resync if manager else None
+        )
         state = WebhookState(settings, engine, bus, cache, intake, graph_client, users, manager)
         app.state.webhook = state
         state.tasks.append(asyncio.create_task(_connect_bus(state), name="bus-connect"))
@@ -197,8 +199,10 @@ async def _connect_bus(state: WebhookState) -> None:
     if state.manager is not None:
         queue = f"{settings.amqp_prefix}graph-webhook.control"
         await state.bus.consume(queue, state.manager.on_user_changed)
-        # Resyncs (and failure reports) held back while the broker was away go out now.
+        # Resyncs (and failure reports) held back while the broker was away go out now, and again
+        # each time it comes back after a loss (resyncs owed for the notifications refused meanwhile).
         state.manager.wake(full=True)
+        state.bus.on_reconnected(state.manager.wake)
     log.info("broker connected")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -125,11 +125,14 @@ class NotificationIntake:
         cache: SubscriptionCache,
         publisher: Publisher,
         lifecycle: LifecycleHandler | None = None,
+        owe_resync: Callable[[Iterable[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.publisher = publisher
         self.lifecycle = lifecycle
+        # Told which subscriptions' notifications were refused (`SubscriptionManager.owe_resync`).
+        self.owe_resync = owe_resync
         self.tenant_id = settings.graph_tenant_id.lower()
 
     async def accept(self, notifications: list[Notification]) -> None:
@@ -150,10 +153,26 @@ class NotificationIntake:
         if batch.lifecycle and self.lifecycle is not None:
             batch.envelopes.extend(await self.lifecycle.handle(batch.lifecycle))
         if batch.envelopes:
-            await self.publisher.publish_many(batch.envelopes, timeout=self.settings.publish_timeout_s)
+            try:
+                await self.publisher.publish_many(batch.envelopes, timeout=self.settings.publish_timeout_s)
+            except BrokerUnavailable:
+                await self._refused(batch)
+                raise
         now = utcnow()
         for sub in batch.accepted:
             self.cache.touch(sub.id, now)
+
+    async def _refused(self, batch: Sorted) -> None:
+        """The POST is answered 503: whatever Graph does next, these subscriptions owe a resync."""
+        if self.owe_resync is None:
+            return
+        ids = {sub.id for sub in batch.accepted} | {sub.id for _, sub in batch.lifecycle}
+        if not ids:
+            return
+        try:
+            await self.owe_resync(ids)
+        except Exception as exc:  # the database too: Graph's redelivery is all that is left
+            log.warning("could not note the resync owed for refused notifications: %s", exc)
 
     def _sort(self, n: Notification, sub: KnownSubscription | None, batch: Sorted) -> None:
         if sub is None:

@@ -9,7 +9,9 @@ https://learn.microsoft.com/graph/api/resources/subscription#subscription-lifeti
 - renewed once less than a quarter of its life is left, or when Graph asks for reauthorization;
 - recreated when renewal fails or Graph removed it; deleted when the user or the kind is switched off
   (R32: only the subscription goes, never an item);
-- after any gap (new, recreated, missed) a `graph.resync` makes sync-core run its delta.
+- after any gap (new, recreated, missed) a `graph.resync` makes sync-core run its delta;
+- notifications we had to refuse (the broker was away) owe one too (`owe_resync`): Graph retries
+  them only for a while, and its `missed` notice may be refused as well, so we don't count on either.
 
 The decisions are a pure function (`plan`) of the stored rows, the wanted (user, kind) pairs and
 Graph's clock; `SubscriptionManager` carries them out under a database lease, so with several
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,6 +57,7 @@ failures = _meter.create_counter(
 )
 
 CHANGE_TYPES = "created,updated,deleted"
+OWED_RESYNC_RETRY_S = 5.0
 LEASE_NAME = "subscriptions"
 
 
@@ -179,6 +182,8 @@ class SubscriptionManager:
         self._reported: dict[tuple[str, str], str] = {}
         self._lease_taken_at = 0.0
         self.last_report: Report | None = None
+        # Subscriptions whose refused notifications owe a resync, not yet published (skip rewriting them).
+        self._owed: set[str] = set()
 
     # -- scheduling --
 
@@ -206,8 +211,13 @@ class SubscriptionManager:
                 raise
             except Exception:
                 log.exception("subscription run failed; retried at the next interval")
+            # Owed resyncs are retried soon: the broker's return also wakes the loop, but a publish
+            # can fail without the connection dropping (a blocked broker).
+            wait_s = self.settings.subscription_check_interval_s
+            if self._owed:
+                wait_s = min(wait_s, OWED_RESYNC_RETRY_S)
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.subscription_check_interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
 
     async def reconcile_now(self, timeout_s: float = 60.0) -> Report:
         """Run a full reconcile that starts after this call, waiting for the lease if another replica holds it."""
@@ -467,6 +477,7 @@ class SubscriptionManager:
                 .all()
             )
         if not rows:
+            self._owed.clear()
             return
         envelopes = [
             graph_resync(
@@ -494,6 +505,7 @@ class SubscriptionManager:
                     session.add(current)
             await session.commit()
         report.resyncs += len(envelopes)
+        self._owed.difference_update(row.id for row in rows)
 
     async def _delete_orphans(self, report: Report) -> None:
         """Delete Graph subscriptions to our URL that we have no row for (a crash between create and store)."""
@@ -533,6 +545,25 @@ class SubscriptionManager:
         return cached
 
     # -- lifecycle and control messages --
+
+    async def owe_resync(self, subscription_ids: Iterable[str]) -> None:
+        """Notifications of these subscriptions were refused: note durably that a resync is owed.
+
+        Graph redelivers a refused notification only for a while and then may send `missed`, which
+        we may have to refuse too; the mark on the row (published by the next run once the broker is
+        back) makes the gap heal whatever Graph does. One UPDATE per newly owing subscription.
+        """
+        new = set(subscription_ids) - self._owed
+        if not new:
+            return
+        async with self.sessions() as session:
+            await session.exec(
+                update(Subscription)
+                .where(Subscription.id.in_(new), Subscription.resync_reason.is_(None))  # type: ignore[attr-defined, union-attr]
+                .values(resync_reason=ResyncReason.MISSED)
+            )
+            await session.commit()
+        self._owed |= new
 
     async def mark(self, subscription_id: str, status: SubscriptionStatus) -> bool:
         """Record what a lifecycle notification said, durably, and wake the loop to act on it."""
