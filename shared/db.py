@@ -48,13 +48,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# libpq's TCP settings for PostgreSQL unless the URL sets them: a connection whose peer vanished
+# without a word (a failover, a firewall that forgot the flow) is found dead in about a minute instead
+# of the kernel's two hours, so a pooled connection cannot hang a handler (docs/reliability.md).
+PG_TCP_DEFAULTS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # ms: unacknowledged data (a query sent into the void) fails after 60 s
+}
+
+
+def pg_connect_args(url: str) -> dict[str, Any]:
+    """`PG_TCP_DEFAULTS` less what the URL's query already chooses."""
+    query = make_url(url).query
+    return {key: value for key, value in PG_TCP_DEFAULTS.items() if key not in query}
+
+
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for `url`; SQLite gets WAL and a busy timeout."""
+    """An async engine for `url`; SQLite gets WAL and a busy timeout, PostgreSQL TCP keepalives."""
     ensure_sqlite_dir(url)
     aurl = async_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if aurl.startswith("postgresql"):
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        kwargs.update(
+            pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=pg_connect_args(aurl)
+        )
     engine = create_async_engine(aurl, **kwargs)
     if aurl.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
