@@ -68,7 +68,9 @@ async def test_erp_outage_lost_answer_of_a_contact_create_from_outlook_is_linked
     harness: Harness, erp_faults: HttpFaultProxy
 ) -> None:
     system = harness.system
-    erp_faults.outage(0.5, seed=1, lost_ratio=1.0)
+    # The answer of the create itself is lost, whenever it comes (sync-core searches the ERP for the
+    # contact first, and a time window could close before the POST under load).
+    erp_faults.lose_next("POST", "/api/v1/contacts")
     await system.graph.post_json(
         f"{system.user_path()}/contacts",
         json={"givenName": "Lost", "surname": "Answer", "emailAddresses": [{"address": "lost@acme.example"}]},
