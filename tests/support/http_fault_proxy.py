@@ -35,7 +35,7 @@ class HttpFaultProxy:
         self.can_lose: Callable[[str, str], bool] = lambda method, path: True
         self._client = httpx.AsyncClient(base_url=self.upstream, timeout=30)
         self._timer: asyncio.TimerHandle | None = None
-        self._lose_next: list[tuple[str, str, float]] = []  # (method, path prefix, seconds held)
+        self._next: list[tuple[str, str, float, bool]] = []  # (method, path prefix, seconds held, lose)
         self.held = 0  # writes being held now (see `lose_next`)
 
     def outage(
@@ -59,7 +59,11 @@ class HttpFaultProxy:
     def lose_next(self, method: str, path_prefix: str, hold: float = 0.0) -> None:
         """The next `method` write under `path_prefix` is held `hold` seconds (a slow ERP), then
         applied by the ERP, and its answer lost (503). Other requests are not affected."""
-        self._lose_next.append((method, path_prefix, hold))
+        self._next.append((method, path_prefix, hold, True))
+
+    def refuse_next(self, method: str, path_prefix: str) -> None:
+        """The next `method` write under `path_prefix` is refused (503) without reaching the ERP."""
+        self._next.append((method, path_prefix, 0.0, False))
 
     def up(self) -> None:
         self.down = False
@@ -89,16 +93,19 @@ class HttpFaultProxy:
             if not message.get("more_body"):
                 break
         method = scope["method"]
-        rule = next((r for r in self._lose_next if r[0] == method and scope["path"].startswith(r[1])), None)
+        rule = next((r for r in self._next if r[0] == method and scope["path"].startswith(r[1])), None)
         if rule is not None:
-            self._lose_next.remove(rule)
+            self._next.remove(rule)
             self.held += 1
             try:
                 await asyncio.sleep(rule[2])
             finally:
                 self.held -= 1
         failing = (self.down or rule is not None) and method in WRITES
-        lose = rule is not None or (self.can_lose(method, scope["path"]) and self.rng.random() < self.lost_ratio)
+        if rule is not None:
+            lose = rule[3]
+        else:
+            lose = self.can_lose(method, scope["path"]) and self.rng.random() < self.lost_ratio
         if failing and not lose:
             self.refused += 1
             await self._unavailable(send)
