@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,8 @@ from shared.serving import KEEP_ALIVE_S
 
 # Sockets bound ahead of time, by port: nobody else can take the port before `serve` uses it.
 _reserved: dict[int, socket.socket] = {}
+# A graceful stop longer than this is a hang worth naming (then the stop is forced).
+STOP_S = 20.0
 
 
 def free_port() -> int:
@@ -62,4 +65,47 @@ async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        await _stopped(server, task, port)
+
+
+def _stacks() -> str:
+    """Where every task of the loop is waiting (its chain of awaits): what a slow stop waits on."""
+    lines = []
+    for t in asyncio.all_tasks():
+        parts: list[str] = []
+        step: Any = t.get_coro()
+        while step is not None and len(parts) < 30:
+            frame = (
+                getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None) or getattr(step, "ag_frame", None)
+            )
+            if frame is not None:
+                parts.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+            step = (
+                getattr(step, "cr_await", None)
+                or getattr(step, "gi_yieldfrom", None)
+                or getattr(step, "ag_await", None)
+            )
+        lines.append(f"  {t.get_name()}: {' -> '.join(parts)}")
+    return "\n".join(lines)
+
+
+async def _stopped(server: uvicorn.Server, task: asyncio.Task[None], port: int | None) -> None:
+    """Wait for a graceful stop; one that takes over STOP_S is forced, with a warning naming what
+    every task was waiting on (a slow machine, or a stop that hangs: the stacks tell which)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), STOP_S)
+        return
+    except TimeoutError:
+        stacks = _stacks()
+    warnings.warn(
+        f"server on port {port} did not stop within {STOP_S:.0f}s "
+        f"(connections left: {len(server.server_state.connections)}, "
+        f"tasks left: {len(server.server_state.tasks)}); forcing it. Tasks:\n{stacks}",
+        RuntimeWarning,
+        stacklevel=1,
+    )
+    server.force_exit = True
+    try:
+        await asyncio.wait_for(task, STOP_S)
+    except TimeoutError:
+        raise RuntimeError(f"server on port {port} did not stop even when forced; tasks:\n{stacks}") from None
