@@ -93,7 +93,8 @@ class HttpFaultProxy:
             if not message.get("more_body"):
                 break
         method = scope["method"]
-        rule = next((r for r in self._next if r[0] == method and scope["path"].startswith(r[1])), None)
+        paths = _paths(method, scope["path"], body)
+        rule = next((r for r in self._next if r[0] == method and any(p.startswith(r[1]) for p in paths)), None)
         if rule is not None:
             self._next.remove(rule)
             self.held += 1
@@ -105,7 +106,7 @@ class HttpFaultProxy:
         if rule is not None:
             lose = rule[3]
         else:
-            lose = self.can_lose(method, scope["path"]) and self.rng.random() < self.lost_ratio
+            lose = all(self.can_lose(method, p) for p in paths) and self.rng.random() < self.lost_ratio
         if failing and not lose:
             self.refused += 1
             await self._unavailable(send)
@@ -129,6 +130,18 @@ class HttpFaultProxy:
         headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _paths(method: str, path: str, body: bytes) -> list[str]:
+    """The writes a request stands for: itself, or each request of an ERP batch (`POST /api/v1/batch`
+    holds creates): a fault aimed at `POST /api/v1/activities` hits a batch holding one too, and
+    then the whole batch, as a real outage would."""
+    if method != "POST" or path != "/api/v1/batch":
+        return [path]
+    try:
+        return ["/api/v1/" + str(r.get("url", "")).lstrip("/") for r in orjson.loads(body)["requests"]] or [path]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return [path]
 
 
 @asynccontextmanager

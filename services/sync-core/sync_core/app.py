@@ -41,7 +41,12 @@ class Runtime:
         self.engine_db = db.create_engine(settings.sync_database_url)
         self.state = State(db.session_factory(self.engine_db))
         self.bus = Bus(settings, SERVICE)
-        self.erp = ErpClient(settings.erp_connector_url, settings.erp_api_token.get_secret_value())
+        self.erp = ErpClient(
+            settings.erp_connector_url,
+            settings.erp_api_token.get_secret_value(),
+            batch_max=settings.erp_batch_max,
+            batch_in_flight=settings.erp_batch_in_flight,
+        )
         self.graph = GraphClient(settings)
         self.engine = Engine(state=self.state, erp=self.erp, graph=self.graph, tenant=settings.tenant)
         self.engine.settings_cache_s = settings.settings_cache_s

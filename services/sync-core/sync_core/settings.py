@@ -34,6 +34,10 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     # one page are applied at once (distinct items; Graph calls stay within the per-mailbox cap).
     delta_page_size: int = Field(default=100, ge=1, le=1000)
     delta_apply_concurrency: int = Field(default=8, ge=1, le=64)
+    # ERP creates made while `erp_batch_in_flight` sends are busy go together, up to
+    # `erp_batch_max` per `POST /api/v1/batch` (1: each alone); none waits to be batched (ADR 0027).
+    erp_batch_max: int = Field(default=20, ge=1, le=100)
+    erp_batch_in_flight: int = Field(default=2, ge=1, le=16)
 
     # Admin console and ops API (docs/operations.md).
     # Signs the console's session cookie; change it and every session ends.

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from shared.errors import PermanentError, SyncError, TransientError
+from shared.telemetry import meter
+
+log = logging.getLogger(__name__)
+erp_creates = meter("sync_core").create_counter(
+    "sync_erp_creates", description="ERP creates sent, `sent` alone or in a batch (POST /api/v1/batch)"
+)
 
 
 class ErpError(SyncError):
@@ -37,36 +48,175 @@ class ErpUnavailable(ErpError, TransientError):
     pass
 
 
-def _error(resp: httpx.Response) -> ErpError:
+def _error_of(status: int, payload: Any, text: str) -> ErpError:
+    """The error an answer of `status` stands for; `payload` is its JSON body (None if not JSON)."""
     code: str | None = None
-    message = resp.text[:500]
-    try:
-        detail = resp.json().get("detail")
-        if isinstance(detail, dict):
-            code = detail.get("code")
-            message = str(detail.get("message", detail))
-        elif detail is not None:
-            message = str(detail)
-    except ValueError:
-        pass
-    if resp.status_code == 404:
+    message = text[:500]
+    detail = payload.get("detail") if isinstance(payload, dict) else None
+    if isinstance(detail, dict):
+        code = detail.get("code")
+        message = str(detail.get("message", detail))
+    elif detail is not None:
+        message = str(detail)
+    if status == 404:
         return ErpNotFound(404, code, message)
-    if resp.status_code == 412:
+    if status == 412:
         return ErpConflict(412, code, message)
-    if resp.status_code in (400, 409, 422):
-        return ErpRefused(resp.status_code, code, message)
-    return ErpUnavailable(resp.status_code, code, message)
+    if status in (400, 409, 422):
+        return ErpRefused(status, code, message)
+    return ErpUnavailable(status, code, message)
+
+
+def _error(resp: httpx.Response) -> ErpError:
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = None
+    return _error_of(resp.status_code, payload, resp.text)
+
+
+@dataclass
+class _Create:
+    collection: str
+    body: dict[str, Any]
+    key: str
+    answer: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _CreateBatches:
+    """Creates sent together when they queue up (ADR 0027): no wait is ever added to gather them.
+
+    At most `in_flight` sends run at once. A create that finds a send free starts one at once; a
+    send takes every create queued by the time it runs (up to `max_batch`) and goes on while more
+    are queued. At low load that is each create alone, as before; in a burst, one `POST /batch`
+    for many, each answered (or refused) as if sent alone. An ERP without `/batch` (404, 405) gets
+    single requests from then on; a batch too large (413) is sent one by one.
+    """
+
+    def __init__(self, client: ErpClient, *, max_batch: int, in_flight: int) -> None:
+        self._client = client
+        self.max_batch = max_batch
+        self.in_flight = in_flight
+        self.supported = True
+        self._queue: deque[_Create] = deque()
+        self._senders: set[asyncio.Task[None]] = set()
+        # Sends running, counted down by the send itself when it finds the queue empty (with no
+        # await in between): a create queued after that check starts a send of its own.
+        self._running = 0
+
+    async def create(self, collection: str, body: dict[str, Any], key: str) -> dict[str, Any]:
+        item = _Create(collection, body, key)
+        self._queue.append(item)
+        if self._running < self.in_flight:
+            self._running += 1
+            task = asyncio.create_task(self._send())
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+        return await item.answer
+
+    async def _send(self) -> None:
+        taken: list[_Create] = []
+        try:
+            while self._queue:
+                taken = []
+                while self._queue and len(taken) < self.max_batch:
+                    item = self._queue.popleft()
+                    if not item.answer.done():  # its caller gave up before it was sent: nothing to send
+                        taken.append(item)
+                if len(taken) > 1 and self.supported:
+                    await self._together(taken)
+                else:
+                    await asyncio.gather(*(self._alone(item) for item in taken))
+        except BaseException as exc:
+            gone = ErpUnavailable(0, None, f"ERP client stopped ({type(exc).__name__})")
+            for item in [*taken, *self._queue]:
+                _settle(item, gone)
+            self._queue.clear()
+            raise
+        finally:
+            self._running -= 1
+
+    async def _alone(self, item: _Create) -> None:
+        erp_creates.add(1, {"sent": "alone"})
+        try:
+            result = await self._client._call("POST", f"/{item.collection}", json=item.body, idempotency_key=item.key)
+        except Exception as exc:
+            _settle(item, exc)
+        else:
+            _settle(item, result)
+
+    async def _together(self, items: list[_Create]) -> None:
+        requests = [
+            {
+                "id": str(n),
+                "method": "POST",
+                "url": f"/{item.collection}",
+                "headers": {"Idempotency-Key": item.key, "X-Change-Origin": "outlook"},
+                "body": item.body,
+            }
+            for n, item in enumerate(items)
+        ]
+        try:
+            resp = await self._client._http.post("/batch", json={"requests": requests})
+        except httpx.HTTPError as exc:
+            for item in items:
+                _settle(item, ErpUnavailable(0, None, f"{type(exc).__name__}: {exc}"))
+            return
+        if resp.status_code in (404, 405):
+            log.info("the ERP has no /batch (%s): creates go one by one", resp.status_code)
+            self.supported = False
+        if resp.status_code in (404, 405, 413):
+            await asyncio.gather(*(self._alone(item) for item in items))
+            return
+        if resp.status_code >= 400:
+            for item in items:
+                _settle(item, _error(resp))
+            return
+        erp_creates.add(len(items), {"sent": "batch"})
+        answers = {str(a.get("id")): a for a in resp.json().get("responses", [])}
+        for n, item in enumerate(items):
+            answer = answers.get(str(n))
+            if answer is None:
+                _settle(item, ErpUnavailable(0, None, "the ERP's batch answer left this create out"))
+                continue
+            status, body = int(answer.get("status", 0)), answer.get("body")
+            if 200 <= status < 300 and isinstance(body, dict):
+                _settle(item, body)
+            else:
+                _settle(item, _error_of(status, body, json.dumps(body)))
+
+    async def aclose(self) -> None:
+        for task in list(self._senders):
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        closed = ErpUnavailable(0, None, "ERP client closed")
+        for item in self._queue:  # left by a send cancelled before it started
+            _settle(item, closed)
+        self._queue.clear()
+
+
+def _settle(item: _Create, outcome: dict[str, Any] | BaseException) -> None:
+    if item.answer.done():
+        return
+    if isinstance(outcome, BaseException):
+        item.answer.set_exception(outcome)
+    else:
+        item.answer.set_result(outcome)
 
 
 class ErpClient:
     """Calls the erp-connector; writes carry an idempotency key and the origin `outlook`."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self, base_url: str, token: str, *, timeout: float = 15.0, batch_max: int = 20, batch_in_flight: int = 2
+    ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/api/v1",
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
         )
+        # Creates that queue up go together (`POST /batch`); batch_max 1 sends each alone.
+        self._creates = _CreateBatches(self, max_batch=batch_max, in_flight=batch_in_flight)
         # Business partners (R10, R11) are master data: looked up per item, read at most this often.
         self.partners_cache_s = 0.0
         self._partners: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
@@ -86,6 +236,7 @@ class ErpClient:
         return value
 
     async def close(self) -> None:
+        await self._creates.aclose()
         await self._http.aclose()
 
     async def _call(
@@ -150,7 +301,8 @@ class ErpClient:
                 return items
 
     async def create(self, collection: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
-        return await self._call("POST", f"/{collection}", json=body, idempotency_key=key)  # type: ignore[no-any-return]
+        """Create a record; while other creates are on their way, it may go with others (ADR 0027)."""
+        return await self._creates.create(collection, body, key)
 
     async def update(
         self, collection: str, erp_id: str, body: dict[str, Any], *, key: str, version: int | None
