@@ -10,7 +10,6 @@ HTTP request, the framework's work and the token check per record — the bulk o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,8 +18,8 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.exc import DataError
 
-from erp_connector.api.deps import UowDep
-from erp_connector.api.responses import ERROR_RESPONSES, BoundedBodyRoute, etag
+from erp_connector.api.deps import MAX_IDEMPOTENCY_KEY, UowDep, canonical_json
+from erp_connector.api.responses import DATA_REFUSED, ERROR_RESPONSES, BoundedBodyRoute, written_headers
 from erp_connector.errors import ErpError
 from erp_connector.models import Origin
 from erp_connector.schemas import ActivityCreate, ContactCreate
@@ -31,7 +30,6 @@ router = APIRouter(tags=["batch"], responses=ERROR_RESPONSES, route_class=Bounde
 
 # Requests per batch; the body is also bounded (MAX_BODY_BYTES), as every request's is.
 MAX_BATCH = 100
-MAX_KEY = 200  # as the Idempotency-Key header of a single write
 
 Create = Callable[[ErpStore, Any], Awaitable[BaseModel]]
 BATCHABLE: dict[str, tuple[type[BaseModel], Create]] = {
@@ -86,8 +84,8 @@ async def _one(item: BatchItem, uow: UowDep) -> BatchAnswer:
         return _refused(item, 400, "not_batchable", f"a batch holds {allowed} only, not {item.method} {url[:60]}")
     headers = {k.lower(): v for k, v in item.headers.items()}
     key = headers.get("idempotency-key") or None
-    if key is not None and len(key) > MAX_KEY:
-        return _refused(item, 422, "invalid", f"Idempotency-Key is at most {MAX_KEY} characters")
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
+        return _refused(item, 422, "invalid", f"Idempotency-Key is at most {MAX_IDEMPOTENCY_KEY} characters")
     try:
         origin = Origin(headers.get("x-change-origin", Origin.ERP.value))
     except ValueError:
@@ -98,7 +96,7 @@ async def _one(item: BatchItem, uow: UowDep) -> BatchAnswer:
     except ValidationError as exc:
         return BatchAnswer(id=item.id, status=422, body={"detail": jsonable_encoder(exc.errors(include_url=False))})
     # The fingerprint of the same request sent alone: the key means the same in both.
-    body = json.dumps(item.body, sort_keys=True, separators=(",", ":")).encode()
+    body = canonical_json(item.body)
     request = WriteRequest(
         idempotency_key=key, fingerprint=fingerprint("POST", f"/api/v1{url}", body, origin.value), origin=origin
     )
@@ -107,12 +105,8 @@ async def _one(item: BatchItem, uow: UowDep) -> BatchAnswer:
     except ErpError as exc:
         return BatchAnswer(id=item.id, status=exc.status_code, body={"detail": exc.detail()})
     except DataError:
-        return _refused(item, 422, "invalid", "a value of the request is not acceptable to the database")
-    answer_headers = {"Location": f"/api/v1{url}/{result.body.get('id')}"} if result.status_code == 201 else {}
-    if "version" in result.body:
-        answer_headers["ETag"] = etag(int(result.body["version"]))
-    if result.replayed:
-        answer_headers["Idempotent-Replayed"] = "true"
+        return _refused(item, 422, "invalid", DATA_REFUSED)
+    answer_headers = written_headers(result, location=f"/api/v1{url}/{result.body.get('id')}")
     return BatchAnswer(id=item.id, status=result.status_code, headers=answer_headers, body=result.body)
 
 

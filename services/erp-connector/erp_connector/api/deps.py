@@ -15,6 +15,7 @@ from erp_connector.settings import ErpConnectorSettings
 from erp_connector.unit_of_work import UnitOfWork, WriteRequest, fingerprint
 
 _bearer = HTTPBearer(auto_error=False, description="ERP_API_TOKEN")
+MAX_IDEMPOTENCY_KEY = 200
 
 
 async def get_settings(request: Request) -> ErpConnectorSettings:
@@ -58,10 +59,15 @@ def _version(if_match: str | None) -> int | None:
     return int(value)
 
 
+def canonical_json(value: object) -> bytes:
+    """A JSON value as compared for idempotency: by content, not by key order or spacing."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _canonical(body: bytes) -> bytes:
     """JSON bodies compared by content, not by key order or spacing."""
     try:
-        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(json.loads(body))
     except (ValueError, RecursionError):
         # Not JSON, or nested too deeply to parse (a body on a DELETE is not read otherwise).
         return body
@@ -80,7 +86,8 @@ def refuse_nul(request: Request) -> None:
 async def write_request(
     request: Request,
     idempotency_key: Annotated[
-        str | None, Header(max_length=200, description="A retry with the same key returns the first result")
+        str | None,
+        Header(max_length=MAX_IDEMPOTENCY_KEY, description="A retry with the same key returns the first result"),
     ] = None,
     if_match: Annotated[str | None, Header(description="The version the write expects; stale → 412")] = None,
     x_change_origin: Annotated[Origin | None, Header(description="`outlook` for a write made by sync-core")] = None,

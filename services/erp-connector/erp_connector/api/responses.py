@@ -35,8 +35,9 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def written(result: WriteResult, *, location: str | None = None) -> JSONResponse:
-    """The answer to a write; a replayed idempotent write says so in `Idempotent-Replayed`."""
+def written_headers(result: WriteResult, *, location: str | None = None) -> dict[str, str]:
+    """The headers of a write's answer: its version as ETag, `Idempotent-Replayed` for a replay,
+    `Location` for a creation."""
     headers = {}
     if "version" in result.body:
         headers["ETag"] = etag(int(result.body["version"]))
@@ -44,7 +45,12 @@ def written(result: WriteResult, *, location: str | None = None) -> JSONResponse
         headers["Idempotent-Replayed"] = "true"
     if location and result.status_code == 201:
         headers["Location"] = location
-    return JSONResponse(result.body, status_code=result.status_code, headers=headers)
+    return headers
+
+
+def written(result: WriteResult, *, location: str | None = None) -> JSONResponse:
+    """The answer to a write; a replayed idempotent write says so in `Idempotent-Replayed`."""
+    return JSONResponse(result.body, status_code=result.status_code, headers=written_headers(result, location=location))
 
 
 def _too_large() -> JSONResponse:
@@ -82,12 +88,14 @@ async def _erp_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail()}, status_code=exc.status_code)
 
 
+DATA_REFUSED = "a value of the request is not acceptable to the database"
+
+
 async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
     """The database refused a value the schemas let through: the request's fault, and retrying it
     changes nothing, so 422 rather than 500. The transaction was rolled back: nothing was written."""
     log.warning("request refused by the database: %s", type(getattr(exc, "orig", exc)).__name__)
-    message = "a value of the request is not acceptable to the database"
-    return JSONResponse({"detail": {"code": "invalid", "message": message}}, status_code=422)
+    return JSONResponse({"detail": {"code": "invalid", "message": DATA_REFUSED}}, status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:
