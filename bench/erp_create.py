@@ -7,8 +7,12 @@ Variants, alternating in rounds on one SQLite database (WAL, as the services), T
 Outlook with an idempotency key (the initial sync's creates), median CPU per create (all threads,
 aiosqlite's included):
 - `orm_per_create`: `UnitOfWork.write` of `ErpStore.create_activity` — what the ERP does for one
-  `POST /activities` or one request of a `POST /batch`.
-- `orm_20_in_one_transaction`: the same store calls, 20 in one transaction (no savepoints).
+  `POST /activities` or one request of a `POST /batch`: since ADR 0028 the whole transaction on
+  SQLite's writer thread (`shared.db.Transactions`), over a blocking session.
+- `orm_on_event_loop`: the same unit of work as before ADR 0028: an `AsyncSession` on aiosqlite,
+  each statement handed to aiosqlite's thread and back.
+- `orm_20_in_one_transaction`: the same store calls, 20 in one transaction (no savepoints), on
+  aiosqlite.
 - `core_bare_connection`: the same six statements (idempotency lookup, representative, chrono counter
   `UPDATE … RETURNING`, chrono check, two inserts) as prebuilt Core statements on a connection,
   without a `Session`. A prototype of the proposed write path: it skips the store's checks that a
@@ -65,6 +69,14 @@ class Bench:
         request = WriteRequest(idempotency_key=key, fingerprint="f", origin=Origin.OUTLOOK)
         await self.uow.write(request, lambda erp: erp.create_activity(data), status_code=201)
 
+    async def orm_on_event_loop(self) -> None:
+        key, data = self.task()
+        async with self.db.write() as session:
+            await session.get(IdempotencyRecord, key)
+            made = await ErpStore(session, origin=Origin.OUTLOOK).create_activity(data)
+            body = made.model_dump(mode="json")
+            session.add(IdempotencyRecord(key=key, fingerprint="f", status_code=201, body=body))
+
     async def orm_20_in_one_transaction(self) -> None:
         async with self.db.write() as session:
             for _ in range(20):
@@ -76,7 +88,8 @@ class Bench:
 
     async def core_bare_connection(self) -> None:
         key, data = self.task()
-        async with self.db._sqlite_writer, self.db.engine.begin() as conn:  # the ERP's writer turn, no Session
+        assert self.db.transactions.write_lock is not None
+        async with self.db.transactions.write_lock, self.db.engine.begin() as conn:  # the ERP's writer turn, no Session
             (await conn.execute(FIND_KEY, {"key": key})).first()
             (await conn.execute(FIND_REP, {"code": "REP01"})).first()
             chrono = f"TSK{(await conn.execute(NEXT_CHRONO, {'p': 'TSK'})).scalar_one():06d}"
@@ -106,6 +119,7 @@ async def run(creates: int, rounds: int) -> dict[str, float]:
         await bench.uow.write(WriteRequest(), lambda erp: erp.create_representative(rep))
         variants: dict[str, tuple[Callable[[], Awaitable[None]], int]] = {
             "orm_per_create": (bench.orm_per_create, 1),
+            "orm_on_event_loop": (bench.orm_on_event_loop, 1),
             "orm_20_in_one_transaction": (bench.orm_20_in_one_transaction, 20),
             "core_bare_connection": (bench.core_bare_connection, 1),
         }

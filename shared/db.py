@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import sqlalchemy
 from sqlalchemy import DateTime, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+T = TypeVar("T")
 
 
 def async_url(url: str) -> str:
@@ -40,10 +48,12 @@ def ensure_sqlite_dir(url: str) -> None:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets readers run beside the one writer; busy_timeout waits instead of failing at once.
+    # busy_timeout waits instead of failing at once (first: switching a new file to WAL needs the
+    # file to itself, and another connection may be opening it); WAL lets readers run beside the
+    # one writer.
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -114,3 +124,153 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Whole transactions on a thread (SQLite) ----------------------------------------------------------
+#
+# aiosqlite hands every statement to its thread and back (a wake-up of the event loop per step):
+# for a short transaction that hand-off, not SQLite nor the ORM, is most of the CPU (ADR 0028,
+# measured in docs/benchmarks.md). On SQLite a unit of work written against `AsyncSession` therefore
+# runs whole on a worker thread, over a blocking `Session` whose awaits never suspend: one hand-off
+# per transaction instead of one per statement, and the event loop is never blocked by SQLite.
+
+
+class BlockingSession:
+    """The part of `AsyncSession` that units of work use, over a blocking `Session`.
+
+    Its coroutines finish without suspending, so a coroutine that awaits only these runs to its end
+    in one `run_to_end` call, on whatever thread holds the session.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, instance: Any) -> None:
+        self.session.add(instance)
+
+    async def get(self, model: Any, key: Any, **kw: Any) -> Any:
+        return self.session.get(model, key, **kw)
+
+    async def exec(self, statement: Any, **kw: Any) -> Any:
+        return self.session.exec(statement, **kw)
+
+    async def execute(self, statement: Any, *args: Any, **kw: Any) -> Any:
+        return self.session.execute(statement, *args, **kw)
+
+    async def flush(self) -> None:
+        self.session.flush()
+
+    async def delete(self, instance: Any) -> None:
+        self.session.delete(instance)
+
+
+def run_to_end(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (it awaits only a `BlockingSession`) and return its value."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a unit of work on a blocking session awaited something else than the session")
+
+
+class SqliteThreads:
+    """Units of work of one SQLite file run whole on worker threads: one for writes (so they take
+    turns, in the order asked), a few for reads (WAL lets them run beside the writer).
+
+    A write transaction starts with `BEGIN IMMEDIATE`: it holds the write lock from its first
+    statement, so what it read before writing is what its writes apply to, and another process's
+    writer is waited for (busy_timeout) instead of failing at once. A read is one snapshot.
+    """
+
+    def __init__(self, url: str, *, readers: int = 2) -> None:
+        ensure_sqlite_dir(url)
+        common: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        self.reader = sqlalchemy.create_engine(sync_url(url), pool_size=readers, **common)
+        self.writer = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
+        for engine in (self.reader, self.writer):
+            event.listen(engine, "connect", _sqlite_pragmas)
+            # pysqlite's own transaction handling off: SQLAlchemy's `begin` decides (docs: "Serializable
+            # isolation / Savepoints / Transactional DDL" for pysqlite).
+            event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
+        event.listen(self.writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(self.reader, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        self._readers = readers
+        # Made when first used, and again after `close` (like an engine after `dispose`).
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+
+    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """`fn(session)` in one transaction, committed when it returns, rolled back if it raises."""
+        return await self._on("write", 1, self._write, fn)
+
+    async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        return await self._on("read", self._readers, self._read, fn)
+
+    async def _on(self, name: str, threads: int, call: Callable[..., T], fn: Callable[[Any], Awaitable[T]]) -> T:
+        pool = self._pools.get(name)
+        if pool is None:
+            pool = self._pools[name] = ThreadPoolExecutor(threads, thread_name_prefix=f"sqlite-{name}")
+        context = contextvars.copy_context()  # the caller's trace and log context, on the thread
+        return await asyncio.get_running_loop().run_in_executor(pool, context.run, call, fn)
+
+    def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        with Session(self.writer, expire_on_commit=False) as session, session.begin():
+            return run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
+
+    def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        with Session(self.reader, expire_on_commit=False) as session:
+            return run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=True)
+        self.writer.dispose()
+        self.reader.dispose()
+
+
+class Transactions:
+    """Reads and write transactions of one database, each given as `fn(session)`.
+
+    On a SQLite file they run whole on threads (`SqliteThreads`); elsewhere (PostgreSQL, an
+    in-memory SQLite) on an `AsyncSession` on the event loop. `fn` uses the session's `add`, `get`,
+    `exec`, `execute` and `flush`, and never commits: a write commits when `fn` returns and rolls
+    back if it raises. On SQLite a process's writes take turns on `write_lock`, which writers that
+    hold an `AsyncSession` of the same database take too.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        bind = sessions.kw.get("bind")
+        url = bind.url if bind is not None else None
+        self.sqlite = url is not None and url.get_backend_name() == "sqlite"
+        self.write_lock: asyncio.Lock | None = asyncio.Lock() if self.sqlite else None
+        on_file = url is not None and url.database not in (None, "", ":memory:")
+        self.threads = SqliteThreads(url.render_as_string(hide_password=False)) if self.sqlite and on_file else None  # type: ignore[union-attr]
+
+    async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        if self.threads is not None:
+            return await self.threads.read(fn)
+        async with self.sessions() as session:
+            return await fn(session)
+
+    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        if self.threads is not None:
+            assert self.write_lock is not None
+            async with self.write_lock:
+                on_thread = asyncio.ensure_future(self.threads.write(fn))
+                try:
+                    return await asyncio.shield(on_thread)
+                except asyncio.CancelledError:
+                    # A thread cannot be stopped: its transaction ends before the turn passes on.
+                    await asyncio.wait([on_thread])
+                    raise
+        if self.write_lock is not None:
+            async with self.write_lock, self.sessions() as session, session.begin():
+                return await fn(session)
+        async with self.sessions() as session, session.begin():
+            return await fn(session)
+
+    def close(self) -> None:
+        if self.threads is not None:
+            self.threads.close()

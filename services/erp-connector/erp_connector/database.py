@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import create_engine, is_sqlite, ping, session_factory
+from shared.db import Transactions, create_engine, is_sqlite, ping, session_factory
+
+T = TypeVar("T")
 
 
 class Database:
@@ -19,9 +21,10 @@ class Database:
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessions = session_factory(self.engine)
         self.sqlite = is_sqlite(url)
-        # SQLite has one writer per file; a transaction that read first and then writes fails at
-        # once (SQLITE_BUSY_SNAPSHOT) instead of waiting, so this process serialises its writers.
-        self._sqlite_writer = asyncio.Lock()
+        # Units of work; on SQLite whole on a thread (ADR 0028). SQLite has one writer per file; a
+        # transaction that read first and then writes fails at once (SQLITE_BUSY_SNAPSHOT) instead
+        # of waiting, so this process's writers take turns on `transactions.write_lock`.
+        self.transactions = Transactions(self.sessions)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -31,15 +34,22 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A transaction that commits when the block ends and rolls back if it raises."""
-        if self.sqlite:
-            async with self._sqlite_writer, self.sessions() as session, session.begin():
+        if self.transactions.write_lock is not None:
+            async with self.transactions.write_lock, self.sessions() as session, session.begin():
                 yield session
         else:
             async with self.sessions() as session, session.begin():
                 yield session
 
+    async def run_read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        return await self.transactions.read(fn)
+
+    async def run_write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        return await self.transactions.write(fn)
+
     async def ping(self) -> None:
         await ping(self.engine)
 
     async def dispose(self) -> None:
+        self.transactions.close()
         await self.engine.dispose()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -120,12 +120,10 @@ class OutboxRelay:
         if self.db.sqlite:
             # SQLite: read, publish, then mark in a short write transaction, so API writes are
             # not blocked behind the broker's confirms.
-            async with self.db.read() as session:
-                rows = await self._unsent(session, lock=False)
+            rows = await self.db.run_read(lambda session: self._unsent(session, lock=False))
             sent, failed = await self._publish(rows)
             if sent or failed:
-                async with self.db.write() as session:
-                    await self._mark(session, sent, failed)
+                await self.db.run_write(lambda session: self._mark(session, sent, failed))
             return len(sent)
         # PostgreSQL: rows locked with SKIP LOCKED, so replicas relay disjoint batches.
         async with self.db.sessions() as session, session.begin():
@@ -197,14 +195,19 @@ class OutboxRelay:
             return
         self._last_prune = loop.time()
         cutoff = utcnow() - timedelta(hours=self.settings.erp_retention_hours)
-        async with self.db.write() as session:
-            await session.exec(  # type: ignore[call-overload]
-                delete(OutboxMessage).where(
-                    col(OutboxMessage.sent_at).is_not(None), col(OutboxMessage.sent_at) < cutoff
-                )
-            )
-            await session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff))  # type: ignore[call-overload]
-            await session.exec(delete(WebhookSeen).where(col(WebhookSeen.received_at) < cutoff))  # type: ignore[call-overload]
+        await self.db.run_write(lambda session: self._prune(session, cutoff))
+
+    @staticmethod
+    async def _prune(session: AsyncSession, cutoff: datetime) -> None:
+        await session.exec(  # type: ignore[call-overload]
+            delete(OutboxMessage).where(col(OutboxMessage.sent_at).is_not(None), col(OutboxMessage.sent_at) < cutoff)
+        )
+        await session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff))  # type: ignore[call-overload]
+        await session.exec(delete(WebhookSeen).where(col(WebhookSeen.received_at) < cutoff))  # type: ignore[call-overload]
+
+
+async def _one(session: AsyncSession, query: Any) -> Any:
+    return (await session.exec(query)).one()
 
 
 class OutboxProbe:
@@ -215,8 +218,7 @@ class OutboxProbe:
 
     async def sample(self) -> None:
         query = select(func.count(), func.min(OutboxMessage.occurred_at)).where(col(OutboxMessage.sent_at).is_(None))
-        async with self.db.read() as session:
-            count, oldest = (await session.exec(query)).one()  # type: ignore[call-overload]
+        count, oldest = await self.db.run_read(lambda session: _one(session, query))
         backlog.set(self, {(): float(count)})
         age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         backlog_age.set(self, {(): max(age, 0.0)})

@@ -63,39 +63,40 @@ class UnitOfWork:
         self.on_commit = on_commit
 
     async def read(self, fn: Callable[[ErpStore], Awaitable[T]]) -> T:
-        async with self.db.read() as session:
-            return await fn(ErpStore(session, refuse_overlaps=self.refuse_overlaps))
+        return await self.db.run_read(lambda session: fn(ErpStore(session, refuse_overlaps=self.refuse_overlaps)))
 
     async def write(
         self, request: WriteRequest, fn: Callable[[ErpStore], Awaitable[BaseModel]], *, status_code: int = 200
     ) -> WriteResult:
         """Run `fn` in one transaction; with an idempotency key, at most once."""
         key = request.idempotency_key
+
+        async def transaction(session: AsyncSession) -> WriteResult:
+            if key and (prior := await self._prior(session, key, request)) is not None:
+                return prior
+            model = await fn(ErpStore(session, refuse_overlaps=self.refuse_overlaps, origin=request.origin))
+            body = model.model_dump(mode="json")
+            if key:
+                session.add(
+                    IdempotencyRecord(key=key, fingerprint=request.fingerprint, status_code=status_code, body=body)
+                )
+            return WriteResult(status_code, body)
+
         try:
-            async with self.db.write() as session:
-                if key and (prior := await self._prior(session, key, request)) is not None:
-                    return prior
-                model = await fn(ErpStore(session, refuse_overlaps=self.refuse_overlaps, origin=request.origin))
-                body = model.model_dump(mode="json")
-                if key:
-                    session.add(
-                        IdempotencyRecord(key=key, fingerprint=request.fingerprint, status_code=status_code, body=body)
-                    )
+            result = await self.db.run_write(transaction)
         except (ErpError, IntegrityError) as exc:
             # A concurrent request with the same key may have won the race (unique key, or R15
             # seeing the winner's meeting): then answer as it did.
-            if key:
-                async with self.db.read() as session:
-                    if (prior := await self._prior(session, key, request)) is not None:
-                        return prior
+            if key and (prior := await self.db.run_read(lambda session: self._prior(session, key, request))):
+                return prior
             if isinstance(exc, IntegrityError):
                 # debug only: the constraint message may quote an e-mail address
                 log.debug("write refused by a database constraint", extra={"error": str(exc.orig)[:200]})
                 raise AlreadyExists("a concurrent write took the same code, chrono or e-mail; read and retry") from exc
             raise
-        if self.on_commit is not None:
+        if not result.replayed and self.on_commit is not None:
             self.on_commit()
-        return WriteResult(status_code, body)
+        return result
 
     @staticmethod
     async def _prior(session: AsyncSession, key: str, request: WriteRequest) -> WriteResult | None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, update
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import is_sqlite
+from shared.db import Transactions
 from shared.envelope import Kind, collection_of
 from shared.telemetry import current_trace_id
 from sync_core.models import DeltaCursor, InboxEntry, JournalEntry, Link, PendingCreate, UserState
@@ -55,14 +54,15 @@ class State:
     On SQLite the process's writes take turns on an asyncio lock: SQLite has one writer at a time,
     and without the lock the handlers of all shards would wait for each other in SQLite's busy
     handler (sleeps of several milliseconds each, measured in docs/benchmarks.md). No transaction
-    holds the lock across an HTTP call. Other replicas still meet SQLite's busy timeout.
+    holds the lock across an HTTP call. Other replicas still meet SQLite's busy timeout. On a SQLite
+    file each call runs whole on a thread (`Transactions`, ADR 0028).
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
-        bind = sessions.kw.get("bind")
-        self._sqlite = bind is not None and is_sqlite(bind)
-        self._write_lock = asyncio.Lock() if self._sqlite else None
+        self.tx = Transactions(sessions)
+        self._sqlite = self.tx.sqlite
+        self._write_lock = self.tx.write_lock
         # Ids of processed messages not yet written (see `mark_seen`), with the time they were.
         self._inbox_pending: dict[str, datetime] = {}
         self._inbox_flush: asyncio.Task[None] | None = None
@@ -71,54 +71,35 @@ class State:
         self.inbox_prune_every_s = 600.0
         self._inbox_pruned_at: float | None = None
 
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncSession]:
-        if self._write_lock is None:
-            async with self.sessions() as s:
-                yield s
-            return
-        async with self._write_lock, self.sessions() as s:
-            yield s
-
     # Links -----------------------------------------------------------------------------------
 
     async def link_by_graph_id(self, user: str, kind: Kind, graph_id: str) -> Link | None:
-        async with self.sessions() as s:
-            rows = await s.exec(
-                select(Link).where(Link.user == user, Link.collection == collection_of(kind), Link.graph_id == graph_id)
-            )
-            return rows.first()
+        query = select(Link).where(Link.user == user, Link.collection == collection_of(kind), Link.graph_id == graph_id)
+        return await self.tx.read(lambda s: _first(s, query))
 
     async def links_by_graph_ids(self, user: str, kind: Kind, graph_ids: list[str]) -> dict[str, Link]:
         """The links of several Graph items of one collection, in one query (a delta page)."""
         if not graph_ids:
             return {}
-        async with self.sessions() as s:
-            rows = await s.exec(
-                select(Link).where(
-                    Link.user == user, Link.collection == collection_of(kind), col(Link.graph_id).in_(graph_ids)
-                )
-            )
-            return {row.graph_id: row for row in rows.all()}
+        query = select(Link).where(
+            Link.user == user, Link.collection == collection_of(kind), col(Link.graph_id).in_(graph_ids)
+        )
+        return {row.graph_id: row for row in await self.tx.read(lambda s: _all(s, query))}
 
     async def link_by_erp_id(self, user: str, kind: Kind, erp_id: str) -> Link | None:
-        async with self.sessions() as s:
-            rows = await s.exec(select(Link).where(Link.user == user, Link.kind == kind.value, Link.erp_id == erp_id))
-            return rows.first()
+        query = select(Link).where(Link.user == user, Link.kind == kind.value, Link.erp_id == erp_id)
+        return await self.tx.read(lambda s: _first(s, query))
 
     async def linked_graph_ids(self, user: str, collection: str) -> list[str]:
         """The Graph ids of a user's links in one collection (ids only: a mailbox may hold 50,000)."""
-        async with self.sessions() as s:
-            rows = await s.exec(select(Link.graph_id).where(Link.user == user, Link.collection == collection))
-            return list(rows.all())
+        query = select(Link.graph_id).where(Link.user == user, Link.collection == collection)
+        return await self.tx.read(lambda s: _all(s, query))
 
     async def links_of(self, user: str, kind: Kind | None = None) -> list[Link]:
-        async with self.sessions() as s:
-            query = select(Link).where(Link.user == user)
-            if kind is not None:
-                query = query.where(Link.kind == kind.value)
-            rows = await s.exec(query)
-            return list(rows.all())
+        query = select(Link).where(Link.user == user)
+        if kind is not None:
+            query = query.where(Link.kind == kind.value)
+        return await self.tx.read(lambda s: _all(s, query))
 
     async def save_link(
         self, link: Link, journal: JournalEntry | None = None, *, settled: list[int] | None = None
@@ -132,7 +113,8 @@ class State:
         values = {field: getattr(link, field) for field in _LINK_FIELDS}
         # A saved link records what both sides now hold: a write of unknown outcome is moot.
         link.pending_write = values["pending_write"] = None
-        async with self._writing() as s:
+
+        async def write(s: AsyncSession) -> Link:
             if settled:
                 await s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(settled)))
             if link.id is not None:
@@ -140,7 +122,6 @@ class State:
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     if journal is not None:
                         s.add(journal)
-                    await s.commit()
                     return link
             rows = await s.exec(
                 select(Link).where(Link.user == link.user, Link.kind == link.kind, Link.erp_id == link.erp_id)
@@ -151,59 +132,48 @@ class State:
             s.add(row)
             if journal is not None:
                 s.add(journal)
-            await s.commit()
-            link.id = row.id
+            await s.flush()
             return row
+
+        row = await self.tx.write(write)
+        link.id = row.id
+        return row
 
     async def note_pending_write(self, link: Link, pending: str) -> None:
         """Remember on a link a write of ours whose outcome is unknown (ADR 0025); nothing else changes."""
-        async with self._writing() as s:
-            await s.exec(update(Link).where(col(Link.id) == link.id).values(pending_write=pending))
-            await s.commit()
+        statement = update(Link).where(col(Link.id) == link.id).values(pending_write=pending)
+        await self.tx.write(lambda s: s.exec(statement))
         link.pending_write = pending
 
     async def drop_link(self, link: Link, journal: JournalEntry | None = None) -> None:
-        async with self._writing() as s:
-            await s.exec(delete(Link).where(col(Link.id) == link.id))
-            if journal is not None:
-                s.add(journal)
-            await s.commit()
+        await self.tx.write(lambda s: _run(s, delete(Link).where(col(Link.id) == link.id), journal))
 
     # Pending creates (an ERP create without an answer) ---------------------------------------------
 
     async def add_pending_create(self, entry: PendingCreate) -> None:
-        async with self._writing() as s:
-            s.add(entry)
-            await s.commit()
+        await self.tx.write(lambda s: _run(s, None, entry))
 
     async def pending_creates(self, user: str, collection: str, graph_id: str | None = None) -> list[PendingCreate]:
         """A user's pending creates in a collection, of one Outlook item or all."""
-        async with self.sessions() as s:
-            query = select(PendingCreate).where(PendingCreate.user == user, PendingCreate.collection == collection)
-            if graph_id is not None:
-                query = query.where(PendingCreate.graph_id == graph_id)
-            rows = await s.exec(query.order_by(col(PendingCreate.id)))
-            return list(rows.all())
+        query = select(PendingCreate).where(PendingCreate.user == user, PendingCreate.collection == collection)
+        if graph_id is not None:
+            query = query.where(PendingCreate.graph_id == graph_id)
+        return await self.tx.read(lambda s: _all(s, query.order_by(col(PendingCreate.id))))
 
     async def drop_pending_creates(self, ids: list[int]) -> None:
         if not ids:
             return
-        async with self._writing() as s:
-            await s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(ids)))
-            await s.commit()
+        await self.tx.write(lambda s: s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(ids))))
 
     # Delta cursors -----------------------------------------------------------------------------
 
     async def cursor(self, user: str, collection: str) -> str | None:
-        async with self.sessions() as s:
-            rows = await s.exec(
-                select(DeltaCursor).where(DeltaCursor.user == user, DeltaCursor.collection == collection)
-            )
-            row = rows.first()
-            return row.delta_link if row else None
+        query = select(DeltaCursor).where(DeltaCursor.user == user, DeltaCursor.collection == collection)
+        row = await self.tx.read(lambda s: _first(s, query))
+        return row.delta_link if row else None
 
     async def set_cursor(self, user: str, collection: str, delta_link: str | None) -> None:
-        async with self._writing() as s:
+        async def write(s: AsyncSession) -> None:
             rows = await s.exec(
                 select(DeltaCursor).where(DeltaCursor.user == user, DeltaCursor.collection == collection)
             )
@@ -217,15 +187,15 @@ class State:
                 row.delta_link = delta_link
                 row.updated_at = now_utc()
                 s.add(row)
-            await s.commit()
+
+        await self.tx.write(write)
 
     # Inbox ---------------------------------------------------------------------------------------
 
     async def seen(self, message_id: str) -> bool:
         if message_id in self._inbox_pending:
             return True
-        async with self.sessions() as s:
-            return await s.get(InboxEntry, message_id) is not None
+        return await self.tx.read(lambda s: s.get(InboxEntry, message_id)) is not None
 
     async def mark_seen(self, message_id: str) -> None:
         """Record a processed message. Written behind, many ids per transaction (ADR 0026): one
@@ -246,11 +216,9 @@ class State:
             insert = sqlite_insert if self._sqlite else pg_insert
             rows = [{"message_id": k, "processed_at": v} for k, v in batch.items()]
             statement = insert(InboxEntry).values(rows).on_conflict_do_nothing(index_elements=["message_id"])
+            prune = self._inbox_prune_due()
             try:
-                async with self._writing() as s:
-                    await s.exec(statement)  # type: ignore[call-overload]
-                    await self._prune_inbox_now_and_then(s)
-                    await s.commit()
+                await self.tx.write(partial(_run, statement=statement, then=prune))
             except Exception:
                 log.warning("could not write %d processed message ids", len(batch), exc_info=True)
                 return
@@ -258,12 +226,13 @@ class State:
                 for key in batch:
                     self._inbox_pending.pop(key, None)
 
-    async def _prune_inbox_now_and_then(self, s: AsyncSession) -> None:
+    def _inbox_prune_due(self) -> Any:
+        """Now and then (`inbox_prune_every_s`): the statement that forgets week-old ids."""
         loop_now = asyncio.get_running_loop().time()
         if self._inbox_pruned_at is not None and loop_now - self._inbox_pruned_at < self.inbox_prune_every_s:
-            return
+            return None
         self._inbox_pruned_at = loop_now
-        await s.exec(delete(InboxEntry).where(col(InboxEntry.processed_at) < now_utc() - self.inbox_keep))
+        return delete(InboxEntry).where(col(InboxEntry.processed_at) < now_utc() - self.inbox_keep)
 
     async def aclose(self) -> None:
         """Write what is still pending (processed message ids)."""
@@ -271,35 +240,53 @@ class State:
             self._inbox_flush.cancel()
             await asyncio.gather(self._inbox_flush, return_exceptions=True)
         await self.flush_inbox()
+        self.tx.close()
 
     # Journal -------------------------------------------------------------------------------------
 
     async def journal(self, entry: JournalEntry) -> None:
-        async with self._writing() as s:
-            s.add(entry)
-            await s.commit()
+        await self.tx.write(lambda s: _run(s, None, entry))
 
     # User state ----------------------------------------------------------------------------------
 
     async def user_state(self, user: str) -> UserState | None:
-        async with self.sessions() as s:
-            return await s.get(UserState, user)
+        return await self.tx.read(lambda s: s.get(UserState, user))
 
     async def update_user_state(self, user: str, **fields: Any) -> None:
-        for _ in range(3):
-            async with self._writing() as s:
-                row = await s.get(UserState, user)
-                if row is None:
-                    row = UserState(user=user)
-                for key, value in fields.items():
-                    setattr(row, key, value)
-                s.add(row)
-                try:
-                    await s.commit()
-                    return
-                except IntegrityError:
-                    # Another replica inserted the row meanwhile: update it instead.
-                    await s.rollback()
+        async def write(s: AsyncSession) -> None:
+            row = await s.get(UserState, user)
+            if row is None:
+                row = UserState(user=user)
+            for key, value in fields.items():
+                setattr(row, key, value)
+            s.add(row)
+
+        for attempt in range(3):
+            try:
+                await self.tx.write(write)
+                return
+            except IntegrityError:
+                # Another replica inserted the row meanwhile: update it instead.
+                if attempt == 2:
+                    raise
+
+
+async def _first(s: AsyncSession, query: Any) -> Any:
+    return (await s.exec(query)).first()
+
+
+async def _all(s: AsyncSession, query: Any) -> list[Any]:
+    return list((await s.exec(query)).all())
+
+
+async def _run(s: AsyncSession, statement: Any = None, added: Any = None, then: Any = None) -> None:
+    """Execute `statement` and `then` (when given) and add `added`, in the caller's transaction."""
+    if statement is not None:
+        await s.exec(statement)
+    if then is not None:
+        await s.exec(then)
+    if added is not None:
+        s.add(added)
 
 
 def journal_entry(

@@ -1,0 +1,128 @@
+"""`shared.db.Transactions` (ADR 0028): units of work on SQLite run whole on a thread, on PostgreSQL on
+the loop; the same `fn(session)` commits or rolls back as a whole on both, and writes take turns."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from shared import db
+from sync_core.db import migrate
+from sync_core.models import UserState
+
+
+@pytest.fixture
+async def tx(database_url: str) -> Any:
+    migrate(database_url)
+    engine = db.create_engine(database_url)
+    transactions = db.Transactions(db.session_factory(engine))
+    try:
+        yield transactions
+    finally:
+        transactions.close()
+        await engine.dispose()
+
+
+async def _get(s: Any, user: str) -> UserState | None:
+    return await s.get(UserState, user)  # type: ignore[no-any-return]
+
+
+async def test_a_write_commits_as_a_whole_or_not_at_all(tx: db.Transactions) -> None:
+    async def write(s: Any) -> str:
+        s.add(UserState(user="a@x.example"))
+        s.add(UserState(user="b@x.example"))
+        return "written"
+
+    assert await tx.write(write) == "written"
+
+    async def fails_half_way(s: Any) -> None:
+        s.add(UserState(user="c@x.example"))
+        await s.flush()  # the row is in the transaction...
+        raise ValueError("refused")  # ...and goes with it
+
+    with pytest.raises(ValueError, match="refused"):
+        await tx.write(fails_half_way)
+    assert await tx.read(lambda s: _get(s, "a@x.example")) is not None
+    assert await tx.read(lambda s: _get(s, "c@x.example")) is None
+
+
+async def test_on_a_sqlite_file_the_unit_of_work_runs_on_a_thread_elsewhere_on_the_loop(
+    tx: db.Transactions, database_url: str
+) -> None:
+    where: list[str] = []
+
+    async def note(s: Any) -> None:
+        where.append(threading.current_thread().name)
+        await s.exec(select(UserState))
+
+    await tx.read(note)
+    await tx.write(note)
+    if database_url.startswith("sqlite"):
+        assert where[0].startswith("sqlite-read") and where[1].startswith("sqlite-write")
+    else:
+        assert where == [threading.current_thread().name] * 2
+
+
+async def test_writes_that_read_then_write_take_turns_and_lose_no_update(tx: db.Transactions) -> None:
+    """Twenty read-modify-writes at once: each reads what the previous one wrote (BEGIN IMMEDIATE on
+    SQLite, the write turn), so the counter ends at 20."""
+    await tx.write(lambda s: _add(s, UserState(user="n@x.example", last_error="0")))
+
+    async def bump(s: Any) -> None:
+        row = await s.get(UserState, "n@x.example")
+        row.last_error = str(int(row.last_error) + 1)
+        s.add(row)
+
+    await asyncio.gather(*(tx.write(bump) for _ in range(20)))
+    row = await tx.read(lambda s: _get(s, "n@x.example"))
+    assert row is not None and row.last_error == "20"
+
+
+async def _add(s: Any, row: Any) -> None:
+    s.add(row)
+
+
+async def test_a_unit_of_work_that_awaits_something_else_is_refused_loudly(
+    tx: db.Transactions, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("on PostgreSQL the unit of work runs on the loop, where any await is fine")
+
+    async def awaits_the_loop(s: Any) -> None:
+        s.add(UserState(user="loop@x.example"))
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="awaited something else"):
+        await tx.write(awaits_the_loop)
+    assert await tx.read(lambda s: _get(s, "loop@x.example")) is None  # rolled back
+
+
+async def test_a_cancelled_caller_keeps_the_write_turn_until_its_transaction_ends(
+    tx: db.Transactions, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a thread only on SQLite")
+    user = f"{uuid.uuid4().hex[:8]}@x.example"
+
+    async def slow(s: Any) -> None:
+        s.add(UserState(user=user))
+        time.sleep(0.3)  # on the writer thread: the loop goes on
+
+    task = asyncio.create_task(tx.write(slow))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0)
+    assert tx.write_lock is not None
+    started = time.monotonic()
+    async with tx.write_lock:  # a writer on an AsyncSession takes the same turn
+        waited = time.monotonic() - started
+        assert await tx.read(lambda s: _get(s, user)) is not None, "the turn passed before the commit"
+    assert waited > 0.1
+    with pytest.raises(asyncio.CancelledError):
+        await task
