@@ -214,9 +214,10 @@ async def erp_total(erp: httpx.AsyncClient, collection: str, **params: Any) -> i
     return int(r.json()["total"])
 
 
-async def sim_items(stack: Stack, user: User, kind: str) -> list[dict[str, Any]]:
+async def sim_items(stack: Stack, user: User, kind: str, subject_prefix: str | None = None) -> list[dict[str, Any]]:
+    params = {"deleted": "false"} | ({"subject_prefix": subject_prefix} if subject_prefix else {})
     async with stack.sim(timeout=300) as sim:
-        r = await sim.get(f"/_sim/users/{user.graph_id}/{kind}", params={"deleted": "false"})
+        r = await sim.get(f"/_sim/users/{user.graph_id}/{kind}", params=params)
         r.raise_for_status()
         return list(r.json())
 

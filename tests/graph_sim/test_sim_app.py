@@ -110,3 +110,17 @@ def test_python_m_graph_sim_serves_https_and_writes_the_ca(tmp_path: Path) -> No
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+
+
+async def test_inspecting_a_mailbox_can_keep_only_the_items_whose_subject_starts_with_a_prefix() -> None:
+    """The control API's `subject_prefix` (the benchmark's probe reads only its own run's items)."""
+    app = create_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as c:
+        user = (await c.post("/_sim/users", json={"userPrincipalName": "p@contoso.example"})).json()["id"]
+        start = {"dateTime": "2030-01-07T09:00:00", "timeZone": "UTC"}
+        end = {"dateTime": "2030-01-07T09:30:00", "timeZone": "UTC"}
+        items = [{"subject": s, "start": start, "end": end} for s in ("run-a 1", "run-b 1", "run-a 2")]
+        assert (await c.post(f"/_sim/users/{user}/events", json={"items": items, "notify": False})).status_code == 201
+        picked = (await c.get(f"/_sim/users/{user}/events", params={"subject_prefix": "run-a"})).json()
+        assert sorted(i["data"]["subject"] for i in picked) == ["run-a 1", "run-a 2"]
+        assert len((await c.get(f"/_sim/users/{user}/events")).json()) == 3

@@ -115,16 +115,29 @@ async def seed_items(user: str, kind: str, request: Request, body: Any = Body(..
 
 
 @router.get("/users/{user}/{kind}")
-async def inspect_items(user: str, kind: str, request: Request, deleted: bool = True) -> JsonResponse:
-    """Every item of a kind with its internal state (both ids, folder, seq, tombstones)."""
+async def inspect_items(
+    user: str, kind: str, request: Request, deleted: bool = True, subject_prefix: str | None = None
+) -> JsonResponse:
+    """Every item of a kind with its internal state (both ids, folder, seq, tombstones); with
+    `subject_prefix`, only those whose subject (or a contact's display name) starts with it."""
     if kind == "outbox":
         return JsonResponse(_mailbox(_sim(request), user).outbox)
     if kind not in _KINDS:
         raise HTTPException(404, f"unknown kind {kind}")
     mb = _mailbox(_sim(request), user)
     return JsonResponse(
-        [_internal(i) for i in mb.items.values() if i.kind == _KINDS[kind] and (deleted or not i.deleted)]
+        [
+            _internal(i)
+            for i in mb.items.values()
+            if i.kind == _KINDS[kind]
+            and (deleted or not i.deleted)
+            and (subject_prefix is None or _title(i).startswith(subject_prefix))
+        ]
     )
+
+
+def _title(item: Item) -> str:
+    return str(item.data.get("subject") or item.data.get("title") or item.data.get("displayName") or "")
 
 
 @router.post("/apps/{client_id}")
