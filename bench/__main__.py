@@ -6,6 +6,9 @@
     python -m bench --py-spy sync-core       # also record py-spy profiles of those services per scenario
     python -m bench --trace                  # also export spans to an in-process sink: latency by span
                                              # (costs the services CPU: figures are then marked traced)
+    BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test python -m bench --only e2e
+                                             # the services on PostgreSQL (new databases per stack,
+                                             # dropped at its end; the server's CPU is counted)
 
 Prints every figure (median, p99) with its goal, and writes `bench/results/latest.json`
 (see docs/benchmarks.md for what each figure measures and how).
@@ -31,7 +34,7 @@ from typing import Any
 from bench import baselines, core, e2e, incremental, initial, machine, seed, sim_gets, webhook
 from bench.profiling import Recorder, summarize
 from bench.spans import SpanSink
-from bench.stack import RssSampler, Stack
+from bench.stack import DATABASE_URL, RssSampler, Stack
 from bench.stats import ratio
 
 RESULTS = Path("bench/results/latest.json")
@@ -536,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": run.errors,
         "elapsed_s": round(time.monotonic() - run.started, 1),
         "machine": {"start": at_start, "end": machine.describe()},
-        "settings": asdict(profile),
+        "settings": asdict(profile) | {"database": "postgresql" if DATABASE_URL else "sqlite"},
         "rss_peak_mb": {k: round(v, 1) for k, v in run.rss.peak_mb.items()},
         "details": run.details,
         "run_dir": str(run.dir),

@@ -24,6 +24,7 @@ from typing import Any
 import aio_pika
 import httpx
 import psutil
+from sqlalchemy.engine import make_url
 
 from devstack import processes
 from devstack.processes import Supervisor, ensure_rabbitmq
@@ -31,6 +32,9 @@ from shared.bus import topology_of
 from shared.settings import CommonSettings, GraphSettings
 
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+# A PostgreSQL server to run the services on (each stack gets new databases there, dropped at its end);
+# unset: SQLite files, the default of `make run`.
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "")
 ERP_TOKEN = "bench-erp-token"
 OPS_TOKEN = "bench-ops-token"
 TENANT = "bench"
@@ -96,31 +100,55 @@ def broker_pid() -> int | None:
     return None
 
 
-class CpuMeter:
-    """CPU seconds each process of the run used between `start()` and `stop()`."""
+def postgres_processes() -> list[psutil.Process]:
+    """The local PostgreSQL server's processes (one per connection, plus its own workers)."""
+    return [proc for proc in psutil.process_iter(["name"]) if proc.info["name"] in ("postgres", "postmaster")]
 
-    def __init__(self, pids: dict[str, int]) -> None:
+
+class CpuMeter:
+    """CPU seconds each process of the run used between `start()` and `stop()`; a group (the
+    PostgreSQL server: a process per connection) sums its processes, one started meanwhile from zero
+    (one that ended meanwhile is missed: the services' pools keep theirs)."""
+
+    def __init__(self, pids: dict[str, int], groups: dict[str, Any] | None = None) -> None:
         self.procs = {}
         for name, pid in pids.items():
             with contextlib.suppress(psutil.Error):
                 self.procs[name] = psutil.Process(pid)
+        self.groups: dict[str, Any] = groups or {}
         self.before: dict[str, float] = {}
+        self._group_before: dict[int, float] = {}
         self.used: dict[str, float] = {}
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        t = proc.cpu_times()
+        return float(t.user + t.system)
 
     def _now(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for name, proc in self.procs.items():
             with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                out[name] = t.user + t.system
+                out[name] = self._cpu(proc)
+        return out
+
+    def _group_now(self) -> dict[int, tuple[str, float]]:
+        out: dict[int, tuple[str, float]] = {}
+        for name, members in self.groups.items():
+            for proc in members():
+                with contextlib.suppress(psutil.Error):
+                    out[proc.pid] = (name, self._cpu(proc))
         return out
 
     def start(self) -> None:
         self.before = self._now()
+        self._group_before = {pid: cpu for pid, (_, cpu) in self._group_now().items()}
 
     def stop(self) -> dict[str, float]:
         after = self._now()
         self.used = {k: round(after[k] - self.before[k], 3) for k in after if k in self.before}
+        for pid, (name, cpu) in self._group_now().items():
+            self.used[name] = round(self.used.get(name, 0.0) + cpu - self._group_before.get(pid, 0.0), 3)
         return self.used
 
     def per_item_ms(self, items: int) -> dict[str, float]:
@@ -169,7 +197,24 @@ class Stack:
         return f"http://127.0.0.1:{self.sync_port}"
 
     def db_url(self, name: str) -> str:
+        if DATABASE_URL:
+            return make_url(DATABASE_URL).set(database=self._pg_name(name)).render_as_string(hide_password=False)
         return f"sqlite:///{self.dir / (name + '.db')}"
+
+    def _pg_name(self, name: str) -> str:
+        return f"{self.prefix.replace('-', '_').rstrip('.')}_{name}"
+
+    def _pg_databases(self, create: bool) -> None:
+        """Create (or drop) this stack's databases on `BENCH_DATABASE_URL`'s server."""
+        import psycopg
+
+        admin = make_url(DATABASE_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in ("erp", "webhook", "sync"):
+                if create:
+                    conn.execute(f'CREATE DATABASE "{self._pg_name(name)}"')
+                else:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_name(name)}" WITH (FORCE)')
 
     def env(self) -> dict[str, str]:
         """Every setting the processes read, explicit: no default port, database or queue is shared."""
@@ -231,6 +276,8 @@ class Stack:
         if self.dir.exists():
             shutil.rmtree(self.dir)  # a stack always starts from empty databases
         self.dir.mkdir(parents=True)
+        if DATABASE_URL:
+            self._pg_databases(create=True)
         # devstack's Supervisor writes `<LOG_DIR>/<name>.log`: point it at this stack's folder.
         self._old_log_dir = processes.LOG_DIR
         processes.LOG_DIR = self.dir / "logs"
@@ -278,7 +325,7 @@ class Stack:
         if broker is not None:
             pids["rabbitmq"] = broker
         pids["bench-client"] = os.getpid()
-        return CpuMeter(pids)
+        return CpuMeter(pids, {"postgresql": postgres_processes} if DATABASE_URL else None)
 
     def stop_service(self, name: str) -> None:
         """Stop one service (SIGTERM, then SIGKILL) and forget it; the others keep running."""
@@ -313,6 +360,9 @@ class Stack:
             processes.LOG_DIR = self._old_log_dir
         with contextlib.suppress(Exception):
             delete_broker_objects(self.prefix)
+        if DATABASE_URL:
+            with contextlib.suppress(Exception):
+                self._pg_databases(create=False)
 
     # Clients --------------------------------------------------------------------------------------
 

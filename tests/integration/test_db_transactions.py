@@ -70,12 +70,12 @@ async def test_on_a_sqlite_file_the_unit_of_work_runs_on_a_thread_elsewhere_on_t
 
 
 async def test_writes_that_read_then_write_take_turns_and_lose_no_update(tx: db.Transactions) -> None:
-    """Twenty read-modify-writes at once: each reads what the previous one wrote (BEGIN IMMEDIATE on
-    SQLite, the write turn), so the counter ends at 20."""
+    """Twenty read-modify-writes at once: each reads what the previous one wrote (on SQLite the write
+    turn and BEGIN IMMEDIATE; on PostgreSQL the row lock asked for), so the counter ends at 20."""
     await tx.write(lambda s: _add(s, UserState(user="n@x.example", last_error="0")))
 
     async def bump(s: Any) -> None:
-        row = await s.get(UserState, "n@x.example")
+        row = await s.get(UserState, "n@x.example", with_for_update=True)
         row.last_error = str(int(row.last_error) + 1)
         s.add(row)
 
