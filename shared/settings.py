@@ -55,6 +55,10 @@ class GraphSettings(BaseSettings):
     graph_max_retry_after_s: float = 60.0
     graph_max_attempts: int = 6
     graph_timeout_s: float = 30.0
+    # Idle connections to Graph kept open. httpcore checks every pooled connection's socket on each
+    # request, so a large pool costs CPU on every call (docs/benchmarks.md, session 6); bursts above
+    # it still open connections, which are closed after use.
+    graph_keepalive_connections: int = Field(default=16, ge=1, le=200)
 
 
 @lru_cache

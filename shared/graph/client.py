@@ -113,7 +113,11 @@ class GraphClient:
             self._http = httpx.AsyncClient(
                 verify=ssl_context(self.settings),
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30.0),
+                limits=httpx.Limits(
+                    max_connections=200,
+                    max_keepalive_connections=self.settings.graph_keepalive_connections,
+                    keepalive_expiry=30.0,
+                ),
                 headers={"Accept": "application/json", "User-Agent": "outlook-erp-sync"},
             )
         return self._http
