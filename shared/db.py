@@ -234,9 +234,9 @@ class Transactions:
 
     On a SQLite file they run whole on threads (`SqliteThreads`); elsewhere (PostgreSQL, an
     in-memory SQLite) on an `AsyncSession` on the event loop. `fn` uses the session's `add`, `get`,
-    `exec`, `execute` and `flush`, and never commits: a write commits when `fn` returns and rolls
-    back if it raises. On SQLite a process's writes take turns on `write_lock`, which writers that
-    hold an `AsyncSession` of the same database take too.
+    `exec`, `execute`, `flush` and `delete` (`BlockingSession`), and never commits: a write commits
+    when `fn` returns and rolls back if it raises. On SQLite a process's writes take turns on
+    `write_lock`, which writers that hold an `AsyncSession` of the same database take too.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
