@@ -217,9 +217,7 @@ async def erp_to_outlook(
     arrived: dict[str, float] = {}
     for user in users:
         for e in await sim_items(stack, user, "events", subject_prefix=tag):
-            subject = str(e["data"].get("subject", ""))
-            if subject.startswith(tag):
-                arrived[subject] = parse_ts(e["createdDateTime"])
+            arrived[str(e["data"]["subject"])] = parse_ts(e["createdDateTime"])
     pairs = [(t0, arrived.get(subject)) for subject, t0 in written.items()]
     latencies, missing = _latencies(pairs, (seconds + drain_s) * 1000)
     return {

@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,12 +110,14 @@ class CpuMeter:
     PostgreSQL server: a process per connection) sums its processes, one started meanwhile from zero
     (one that ended meanwhile is missed: the services' pools keep theirs)."""
 
-    def __init__(self, pids: dict[str, int], groups: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, pids: dict[str, int], groups: dict[str, Callable[[], list[psutil.Process]]] | None = None
+    ) -> None:
         self.procs = {}
         for name, pid in pids.items():
             with contextlib.suppress(psutil.Error):
                 self.procs[name] = psutil.Process(pid)
-        self.groups: dict[str, Any] = groups or {}
+        self.groups = groups or {}
         self.before: dict[str, float] = {}
         self._group_before: dict[int, float] = {}
         self.used: dict[str, float] = {}

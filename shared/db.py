@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -265,12 +266,35 @@ class Transactions:
                     # A thread cannot be stopped: its transaction ends before the turn passes on.
                     await asyncio.wait([on_thread])
                     raise
-        if self.write_lock is not None:
-            async with self.write_lock, self.sessions() as session, session.begin():
-                return await fn(session)
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             return await fn(session)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction on an `AsyncSession` (committed when the block ends, rolled back if it
+        raises), in this process's write turn on SQLite."""
+        if self.write_lock is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self.write_lock, self.sessions() as session, session.begin():
+            yield session
 
     def close(self) -> None:
         if self.threads is not None:
             self.threads.close()
+
+
+# One-line units of work: `transactions.read(lambda s: first_row(s, query))`.
+
+
+async def first_row(session: Any, query: Any) -> Any:
+    return (await session.exec(query)).first()
+
+
+async def all_rows(session: Any, query: Any) -> list[Any]:
+    return list((await session.exec(query)).all())
+
+
+async def one_row(session: Any, query: Any) -> Any:
+    return (await session.exec(query)).one()

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import Transactions, create_engine, is_sqlite, ping, session_factory
+from shared.db import Transactions, create_engine, ping, session_factory
 
 T = TypeVar("T")
 
@@ -20,11 +20,11 @@ class Database:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessions = session_factory(self.engine)
-        self.sqlite = is_sqlite(url)
         # Units of work; on SQLite whole on a thread (ADR 0028). SQLite has one writer per file; a
         # transaction that read first and then writes fails at once (SQLITE_BUSY_SNAPSHOT) instead
         # of waiting, so this process's writers take turns on `transactions.write_lock`.
         self.transactions = Transactions(self.sessions)
+        self.sqlite = self.transactions.sqlite
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -34,12 +34,8 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A transaction that commits when the block ends and rolls back if it raises."""
-        if self.transactions.write_lock is not None:
-            async with self.transactions.write_lock, self.sessions() as session, session.begin():
-                yield session
-        else:
-            async with self.sessions() as session, session.begin():
-                yield session
+        async with self.transactions.writing() as session:
+            yield session
 
     async def run_read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         return await self.transactions.read(fn)

@@ -26,6 +26,7 @@ from erp_connector.database import Database
 from erp_connector.models import IdempotencyRecord, OutboxMessage, WebhookSeen, utcnow
 from erp_connector.settings import ErpConnectorSettings
 from shared.bus import Bus
+from shared.db import one_row
 from shared.envelope import Envelope, Kind, MessageType
 from shared.errors import BrokerUnavailable
 from shared.metrics import SampledGauge
@@ -206,10 +207,6 @@ class OutboxRelay:
         await session.exec(delete(WebhookSeen).where(col(WebhookSeen.received_at) < cutoff))  # type: ignore[call-overload]
 
 
-async def _one(session: AsyncSession, query: Any) -> Any:
-    return (await session.exec(query)).one()
-
-
 class OutboxProbe:
     """How many changes wait in the outbox, and since when (a broker outage shows here first)."""
 
@@ -218,7 +215,7 @@ class OutboxProbe:
 
     async def sample(self) -> None:
         query = select(func.count(), func.min(OutboxMessage.occurred_at)).where(col(OutboxMessage.sent_at).is_(None))
-        count, oldest = await self.db.run_read(lambda session: _one(session, query))
+        count, oldest = await self.db.run_read(lambda session: one_row(session, query))
         backlog.set(self, {(): float(count)})
         age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         backlog_age.set(self, {(): max(age, 0.0)})

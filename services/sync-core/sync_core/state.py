@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import Transactions
+from shared.db import Transactions, all_rows, first_row
 from shared.envelope import Kind, collection_of
 from shared.telemetry import current_trace_id
 from sync_core.models import DeltaCursor, InboxEntry, JournalEntry, Link, PendingCreate, UserState
@@ -61,8 +61,6 @@ class State:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
         self.tx = Transactions(sessions)
-        self._sqlite = self.tx.sqlite
-        self._write_lock = self.tx.write_lock
         # Ids of processed messages not yet written (see `mark_seen`), with the time they were.
         self._inbox_pending: dict[str, datetime] = {}
         self._inbox_flush: asyncio.Task[None] | None = None
@@ -75,7 +73,7 @@ class State:
 
     async def link_by_graph_id(self, user: str, kind: Kind, graph_id: str) -> Link | None:
         query = select(Link).where(Link.user == user, Link.collection == collection_of(kind), Link.graph_id == graph_id)
-        return await self.tx.read(lambda s: _first(s, query))
+        return await self.tx.read(lambda s: first_row(s, query))
 
     async def links_by_graph_ids(self, user: str, kind: Kind, graph_ids: list[str]) -> dict[str, Link]:
         """The links of several Graph items of one collection, in one query (a delta page)."""
@@ -84,22 +82,22 @@ class State:
         query = select(Link).where(
             Link.user == user, Link.collection == collection_of(kind), col(Link.graph_id).in_(graph_ids)
         )
-        return {row.graph_id: row for row in await self.tx.read(lambda s: _all(s, query))}
+        return {row.graph_id: row for row in await self.tx.read(lambda s: all_rows(s, query))}
 
     async def link_by_erp_id(self, user: str, kind: Kind, erp_id: str) -> Link | None:
         query = select(Link).where(Link.user == user, Link.kind == kind.value, Link.erp_id == erp_id)
-        return await self.tx.read(lambda s: _first(s, query))
+        return await self.tx.read(lambda s: first_row(s, query))
 
     async def linked_graph_ids(self, user: str, collection: str) -> list[str]:
         """The Graph ids of a user's links in one collection (ids only: a mailbox may hold 50,000)."""
         query = select(Link.graph_id).where(Link.user == user, Link.collection == collection)
-        return await self.tx.read(lambda s: _all(s, query))
+        return await self.tx.read(lambda s: all_rows(s, query))
 
     async def links_of(self, user: str, kind: Kind | None = None) -> list[Link]:
         query = select(Link).where(Link.user == user)
         if kind is not None:
             query = query.where(Link.kind == kind.value)
-        return await self.tx.read(lambda s: _all(s, query))
+        return await self.tx.read(lambda s: all_rows(s, query))
 
     async def save_link(
         self, link: Link, journal: JournalEntry | None = None, *, settled: list[int] | None = None
@@ -158,7 +156,7 @@ class State:
         query = select(PendingCreate).where(PendingCreate.user == user, PendingCreate.collection == collection)
         if graph_id is not None:
             query = query.where(PendingCreate.graph_id == graph_id)
-        return await self.tx.read(lambda s: _all(s, query.order_by(col(PendingCreate.id))))
+        return await self.tx.read(lambda s: all_rows(s, query.order_by(col(PendingCreate.id))))
 
     async def drop_pending_creates(self, ids: list[int]) -> None:
         if not ids:
@@ -169,7 +167,7 @@ class State:
 
     async def cursor(self, user: str, collection: str) -> str | None:
         query = select(DeltaCursor).where(DeltaCursor.user == user, DeltaCursor.collection == collection)
-        row = await self.tx.read(lambda s: _first(s, query))
+        row = await self.tx.read(lambda s: first_row(s, query))
         return row.delta_link if row else None
 
     async def set_cursor(self, user: str, collection: str, delta_link: str | None) -> None:
@@ -213,7 +211,7 @@ class State:
         """Write the ids recorded since the last flush (and now and then forget week-old ones)."""
         while self._inbox_pending:
             batch = dict(list(self._inbox_pending.items())[:400])
-            insert = sqlite_insert if self._sqlite else pg_insert
+            insert = sqlite_insert if self.tx.sqlite else pg_insert
             rows = [{"message_id": k, "processed_at": v} for k, v in batch.items()]
             statement = insert(InboxEntry).values(rows).on_conflict_do_nothing(index_elements=["message_id"])
             prune = self._inbox_prune_due()
@@ -261,22 +259,12 @@ class State:
                 setattr(row, key, value)
             s.add(row)
 
-        for attempt in range(3):
+        for _ in range(3):
             try:
                 await self.tx.write(write)
                 return
             except IntegrityError:
-                # Another replica inserted the row meanwhile: update it instead.
-                if attempt == 2:
-                    raise
-
-
-async def _first(s: AsyncSession, query: Any) -> Any:
-    return (await s.exec(query)).first()
-
-
-async def _all(s: AsyncSession, query: Any) -> list[Any]:
-    return list((await s.exec(query)).all())
+                continue  # Another replica inserted the row meanwhile: update it instead.
 
 
 async def _run(s: AsyncSession, statement: Any = None, added: Any = None, then: Any = None) -> None:
