@@ -37,6 +37,7 @@ from bench.seed import (
 )
 from bench.stack import Stack
 from bench.stats import summary
+from shared.transport import spread_client
 
 _METRIC = re.compile(r"^http_server_duration_milliseconds_count\{(?P<labels>.*)\} (?P<value>[0-9.e+]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -145,7 +146,7 @@ async def outlook_to_erp(
     plan = [(users[i % len(users)], slots.take(users[i % len(users)])) for i in range(count)]
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with (
-        httpx.AsyncClient(
+        spread_client(
             base_url=stack.sim_root, verify=stack.ssl_context(), trust_env=False, limits=limits, timeout=60
         ) as sim,
         stack.erp() as erp,
@@ -194,7 +195,7 @@ async def erp_to_outlook(
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     counts = await request_counts(stack)
     async with stack.erp() as erp_base:
-        erp = httpx.AsyncClient(
+        erp = spread_client(
             base_url=erp_base.base_url, headers=erp_base.headers, trust_env=False, limits=limits, timeout=60
         )
         async with erp:

@@ -34,6 +34,7 @@ from aio_pika.abc import (
 from aiormq import spec
 from aiormq.abc import ChannelFrame
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from pamqp.header import ContentHeader
@@ -234,15 +235,28 @@ class Bus:
         CPU than the publish itself on graph-webhook's hot path (docs/benchmarks.md). A message the
         broker nacks or returns (unroutable) raises `BrokerUnavailable` like one it never confirms.
         """
+        failures = await self.publish_each(envelopes, timeout=timeout)
+        for failure in failures:
+            if failure is not None:
+                raise failure
+
+    async def publish_each(
+        self, envelopes: list[Envelope], *, parents: list[Context] | None = None, timeout: float = 5.0
+    ) -> list[BrokerUnavailable | None]:
+        """Publish several messages at once and say, for each, whether the broker confirmed it (None)
+        or why not. `parents`, one per message, are the trace contexts their producer spans continue
+        (the current one otherwise). A batch that cannot start, or misses its deadline, fails whole."""
         if not envelopes:
-            return
+            return []
         try:
             async with asyncio.timeout(timeout):
-                sent = await self._publish_batch(envelopes)
+                outgoing, failures = await self._publish_batch(envelopes, parents)
         except TimeoutError as exc:
             raise BrokerUnavailable(f"broker did not confirm {len(envelopes)} message(s) within {timeout}s") from exc
-        for o in sent:
-            _published_counts[self._published_key(o.message_type, o.routing_key)] += 1
+        for o, failure in zip(outgoing, failures, strict=True):
+            if failure is None:
+                _published_counts[self._published_key(o.message_type, o.routing_key)] += 1
+        return failures
 
     def _published_key(self, message_type: str, routing_key: str) -> tuple[str, str]:
         """The `published` series of a routing key: its type and queue (the topic match worked out once per key)."""
@@ -251,7 +265,9 @@ class Bus:
             found = self._queues[routing_key] = (message_type, self.topology.queue_for(routing_key))
         return found
 
-    async def _publish_batch(self, envelopes: list[Envelope]) -> list[_Outgoing]:
+    async def _publish_batch(
+        self, envelopes: list[Envelope], parents: list[Context] | None
+    ) -> tuple[list[_Outgoing], list[BrokerUnavailable | None]]:
         """Every message under its own producer span (its id and routing key are what a trace links on).
 
         The messages go to aiormq's channel without aio-pika's `Exchange.publish`, which builds an
@@ -267,7 +283,10 @@ class Bus:
             channel = cast(aiormq.Channel, await self._publish_channel.get_underlay_channel())
         except Exception as exc:
             raise BrokerUnavailable(f"publish channel unavailable: {type(exc).__name__}: {exc}") from exc
-        outgoing = [self._outgoing(envelope) for envelope in envelopes]
+        if parents is None:
+            outgoing = [self._outgoing(envelope) for envelope in envelopes]
+        else:
+            outgoing = [self._outgoing(envelope, parent) for envelope, parent in zip(envelopes, parents, strict=True)]
         confirms: list[Awaitable[Any]]
         try:
             if self.batch_frames and _batchable(channel):
@@ -294,10 +313,11 @@ class Bus:
             for o in outgoing:
                 _failed(o.span, exc)
             raise
-        error: BrokerUnavailable | None = None
+        failures: list[BrokerUnavailable | None] = []
         for o, result in zip(outgoing, results, strict=True):
             if isinstance(result, spec.Basic.Ack):
                 o.span.end()
+                failures.append(None)
                 continue
             reason = (
                 f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else type(result).__name__
@@ -305,12 +325,10 @@ class Bus:
             failure = BrokerUnavailable(f"broker did not confirm {o.routing_key}: {reason}")
             failure.__cause__ = result if isinstance(result, BaseException) else None
             _failed(o.span, failure)
-            error = error or failure
-        if error is not None:
-            raise error
-        return outgoing
+            failures.append(failure)
+        return outgoing, failures
 
-    def _outgoing(self, envelope: Envelope) -> _Outgoing:
+    def _outgoing(self, envelope: Envelope, parent: Context | None = None) -> _Outgoing:
         """A message ready to go: its producer span started, the span's context in its headers."""
         exchange = self.topology.exchange
         routing_key = envelope.routing_key(self.settings.sync_shards)
@@ -318,6 +336,7 @@ class Bus:
         message_type = envelope.type.value
         span = _tracer.start_span(
             f"{exchange} publish",
+            context=parent,
             kind=SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "rabbitmq",

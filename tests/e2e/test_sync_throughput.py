@@ -145,3 +145,34 @@ async def test_a_new_erp_meeting_is_created_in_outlook_without_searching_for_a_m
     searches = requests_to(after, "GET", "/events") - requests_to(before, "GET", "/events")
     assert searches == 0, "a mirror was searched for before creating a new ERP meeting"
     assert requests_to(after, "POST", "/events") - requests_to(before, "POST", "/events") == 1
+
+
+async def test_stamps_that_queue_up_go_together_in_a_batch_and_a_stale_one_alone_R21_R18(system: System) -> None:
+    """A delta page's new items are stamped with their ERP ids through `$batch`, not one PATCH each; a
+    stamp over a version the user changed meanwhile is answered 412 in the batch, sent again alone,
+    and written without returning a change key (the user's edit is still to sync), as if never batched."""
+    await system.sim_control("POST", "faults", {"notifications": {"drop_ratio": 1.0}})  # sync-core stays out
+    mailbox = Mailbox(system.graph, USER_EMAIL, system.graph_user_id)
+    path = system.user_path()
+    created = [
+        await system.graph.post_json(f"{path}/events", json=event_body(f"Stamp {i}", at(days=6, hour=7 + i)))
+        for i in range(8)
+    ]
+    reads = [await mailbox.get(Kind.EVENT, c["id"]) for c in created]
+    await system.graph.patch_json(f"{path}/events/{created[-1]['id']}", json={"subject": "User's edit"})
+    before = await system.sim_control("GET", "stats")
+    keys = await asyncio.gather(
+        *[
+            mailbox.stamp_erp_ref(Kind.EVENT, c["id"], f"event:{900 + i}", over=read)
+            for i, (c, read) in enumerate(zip(created, reads, strict=True))
+        ]
+    )
+    after = await system.sim_control("GET", "stats")
+    assert requests_to(after, "POST", "/$batch") - requests_to(before, "POST", "/$batch") >= 1
+    assert all(k and k != r["changeKey"] for k, r in zip(keys[:-1], reads, strict=False) if r)  # type: ignore[index]
+    assert keys[-1] is None
+    for i, c in enumerate(created):
+        item = await system.sim_item("events", c["id"])
+        assert item is not None and ext_value(item, "ErpId") == f"event:{900 + i}"
+    last = await system.sim_item("events", created[-1]["id"])
+    assert last is not None and last["data"]["subject"] == "User's edit"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -12,9 +13,11 @@ from sqlmodel import col, select
 
 from erp_connector.app import create_app
 from erp_connector.models import OutboxMessage
+from erp_connector.outbox import OutboxRelay
 from erp_connector.settings import ErpConnectorSettings
 from shared.bus import Bus
 from shared.envelope import Envelope
+from shared.errors import BrokerUnavailable
 from shared.settings import CommonSettings
 from tests.support.servers import free_port, serve
 
@@ -183,3 +186,34 @@ async def test_app_starts_without_broker_and_readyz_names_it(erp_settings: ErpCo
         assert ready.json()["failing"] == ["broker"]
         rep = {"code": "R1", "name": "R", "email": "r@x.example"}
         assert (await client.post("/api/v1/representatives", json=rep)).status_code == 201
+
+
+class _HalfConfirmingBus:
+    """A bus whose broker confirms every message but the second (as a nack or a return would)."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def publish_each(self, envelopes: list[Envelope], *, parents: list[Any]) -> list[Any]:
+        self.batches.append([str(e.id) for e in envelopes])
+        assert len(parents) == len(envelopes)
+        return [None if i != 1 else BrokerUnavailable("nacked") for i in range(len(envelopes))]
+
+
+async def test_relay_publishes_a_batch_at_once_and_marks_sent_only_up_to_the_first_unconfirmed_row(
+    erp_settings: ErpConnectorSettings,
+) -> None:
+    """Order is kept per batch: rows after an unconfirmed one go again (same message id, dropped by
+    consumers as duplicates) rather than being counted sent ahead of it."""
+    bus = _HalfConfirmingBus()
+    relay = OutboxRelay(db=None, bus=bus, settings=erp_settings)  # type: ignore[arg-type]
+    rows = [
+        OutboxMessage(id=i, message_id=str(uuid.uuid4()), type="erp.changed", kind="event", user="a@b.c", payload={})
+        for i in (7, 8, 9)
+    ]
+    sent, failed = await relay._publish(rows)
+    assert bus.batches == [[r.message_id for r in rows]]  # one publish for the whole batch, in id order
+    assert sent == [7]
+    assert failed is not None and failed[0] == 8 and "nacked" in failed[1]

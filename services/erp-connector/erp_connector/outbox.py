@@ -21,14 +21,13 @@ from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from erp_connector.broker import publish_confirmed
+from erp_connector.broker import publish_each_confirmed
 from erp_connector.database import Database
 from erp_connector.models import IdempotencyRecord, OutboxMessage, WebhookSeen, utcnow
 from erp_connector.settings import ErpConnectorSettings
 from shared.bus import Bus
 from shared.db import one_row
 from shared.envelope import Envelope, Kind, MessageType
-from shared.errors import BrokerUnavailable
 from shared.metrics import SampledGauge
 from shared.telemetry import meter
 
@@ -145,34 +144,48 @@ class OutboxRelay:
         return list((await session.exec(query)).all())
 
     async def _publish(self, rows: list[OutboxMessage]) -> tuple[list[int], tuple[int, str] | None]:
-        """Publish in id order and stop at the first failure, so one user's changes keep their order."""
-        sent: list[int] = []
-        for row in rows:
-            assert row.id is not None
-            # Continue the trace of the write that created the row: one trace runs from the ERP
-            # write through the broker to sync-core.
-            parent = propagate.extract({"traceparent": row.traceparent or "", "tracestate": row.tracestate or ""})
-            with _tracer.start_as_current_span(
+        """Publish the rows at once (one write; their confirms awaited together). They count as sent
+        in id order up to the first the broker did not confirm, so one user's changes keep their order:
+        a later row it did confirm goes again next round with the same message id, which consumers drop."""
+        if not rows:
+            return [], None
+        # Continue the trace of the write that created each row: one trace runs from the ERP write
+        # through the broker to sync-core.
+        spans = [
+            _tracer.start_span(
                 "erp outbox relay",
-                context=parent,
+                context=propagate.extract({"traceparent": row.traceparent or "", "tracestate": row.tracestate or ""}),
                 kind=SpanKind.INTERNAL,
-                attributes={"messaging.message.id": row.message_id, "erp.outbox.id": row.id},
-            ) as span:
-                try:
-                    await publish_confirmed(self.bus, envelope_of(row, self.settings.tenant))
-                except BrokerUnavailable as exc:
-                    span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+                attributes={"messaging.message.id": row.message_id, "erp.outbox.id": row.id or 0},
+            )
+            for row in rows
+        ]
+        failures = await publish_each_confirmed(
+            self.bus,
+            [envelope_of(row, self.settings.tenant) for row in rows],
+            [trace.set_span_in_context(span) for span in spans],
+        )
+        sent: list[int] = []
+        failed: tuple[int, str] | None = None
+        for row, span, failure in zip(rows, spans, failures, strict=True):
+            assert row.id is not None
+            if failure is None and failed is None:
+                sent.append(row.id)
+                relayed.add(1, {"type": row.type})
+            elif failure is not None:
+                span.set_status(Status(StatusCode.ERROR, str(failure)[:200]))
+                if failed is None:
+                    failed = (row.id, str(failure)[:500])
                     relay_failures.add(1)
-                    if not self._broker_was_down:
-                        log.warning("outbox relay paused: broker unavailable; %d row(s) wait", len(rows) - len(sent))
-                    self._broker_was_down = True
-                    return sent, (row.id, str(exc)[:500])
-            sent.append(row.id)
-            relayed.add(1, {"type": row.type})
-        if self._broker_was_down and sent:
+            span.end()
+        if failed is not None:
+            if not self._broker_was_down:
+                log.warning("outbox relay paused: broker unavailable; %d row(s) wait", len(rows) - len(sent))
+            self._broker_was_down = True
+        elif self._broker_was_down and sent:
             log.info("outbox relay resumed")
             self._broker_was_down = False
-        return sent, None
+        return sent, failed
 
     async def _mark(self, session: AsyncSession, sent: list[int], failed: tuple[int, str] | None) -> None:
         if sent:

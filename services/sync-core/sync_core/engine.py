@@ -58,7 +58,8 @@ e2e_latency = _meter.create_histogram(
 )
 
 Item = Activity | Contact
-OWN_VERSIONS_KEPT = 50_000  # Outlook item versions this process wrote, for skipping their notifications
+OWN_VERSIONS_KEPT = 50_000  # Outlook items whose versions this process wrote or read, for skipping notifications
+OWN_KEYS_PER_ITEM = 3  # the last versions kept per item
 OUTLOOK_TO_ERP = Direction.OUTLOOK_TO_ERP.value
 ERP_TO_OUTLOOK = Direction.ERP_TO_OUTLOOK.value
 
@@ -203,8 +204,9 @@ class Engine:
         self._erp_times_written: dict[str, float] = {}
         self._erp_times_flush: dict[str, asyncio.Task[None]] = {}
         self._erp_times_known: set[tuple[str, str]] = set()  # (user, field) written once: later ones wait
-        # (user, collection, Graph id) → the change key of the version this process last wrote there.
-        self._own_versions: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # (user, collection, Graph id) → the change keys of the latest versions this process wrote
+        # there, or read and carried over to the ERP: their notifications stand for no change left.
+        self._own_versions: OrderedDict[tuple[str, str, str], tuple[str, ...]] = OrderedDict()
         # Publishes follow-up messages (a force sync split per collection); set by the runtime.
         self.publish: Callable[[Envelope], Awaitable[None]] | None = None
 
@@ -422,29 +424,36 @@ class Engine:
         await self._note_synced(ctx.email, "last_sync_outlook_to_erp", healthy=True, last_error=None)
 
     def _remember_own_version(self, user: str, kind: Kind, graph_id: str, change_key: str | None) -> None:
-        """Record the version sync-core just wrote to an Outlook item (its change key)."""
+        """Record a version of an Outlook item (its change key) that sync-core wrote there, or read
+        and has carried over to the ERP, link saved. The last few are kept per item."""
         collection = collection_of(kind)
         if not change_key or collection == "todo":
             return  # To Do: no change key is recorded (see `Mailbox.update`)
         key = (user.lower(), collection, graph_id)
-        self._own_versions[key] = change_key
+        known = tuple(k for k in self._own_versions.get(key, ()) if k != change_key)
+        self._own_versions[key] = (*known[-(OWN_KEYS_PER_ITEM - 1) :], change_key)
         self._own_versions.move_to_end(key)
         if len(self._own_versions) > OWN_VERSIONS_KEPT:
             self._own_versions.popitem(last=False)
 
     def _own_echo(self, env: Envelope) -> bool:
-        """A change notification naming exactly the version sync-core last wrote to that item: the
-        echo of its own write. It stands for no change of anyone else (another change, even of the
-        same item, has a version of its own and a notification of its own), so no delta round is run
-        for it (R22). Anything else — no etag, another version, a deletion, To Do — runs the round."""
+        """A change notification naming exactly a version sync-core wrote to that item (the echo of
+        its own write), or one it has already read and carried over to the ERP (a user's change a
+        delta round took before its notification came). It stands for no change left to do (another
+        change, even of the same item, has a version of its own and a notification of its own), so no
+        delta round is run for it (R22). Anything else — no etag, another version, a deletion, To Do —
+        runs the round, and so does a message delivered before: the round it started may have failed
+        after carrying this version over, leaving other items (whose notifications it covered) undone."""
         p = env.payload
         if env.type is not MessageType.GRAPH_CHANGED or p.get("change_type") not in ("created", "updated"):
+            return False
+        if delivered_before.get():
             return False
         etag, graph_id = p.get("etag"), p.get("resource_id")
         if not etag or not graph_id:
             return False
-        written = self._own_versions.get((env.user.lower(), collection_of(env.kind or Kind.EVENT), str(graph_id)))
-        return written is not None and _change_key_of(str(etag)) == written
+        known = self._own_versions.get((env.user.lower(), collection_of(env.kind or Kind.EVENT), str(graph_id)), ())
+        return _change_key_of(str(etag)) in known
 
     async def _run_delta(self, ctx: UserContext, kind: Kind, collection: str) -> set[str]:
         """One delta round from the stored cursor (or the start); returns the ids it reported.
@@ -972,6 +981,9 @@ class Engine:
             journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details),
             settled=settled,
         )
+        # The version read is now in the ERP and linked: its own notification, if it comes after this
+        # round, has nothing left to do (only now: a failure above must leave it to be retried).
+        self._remember_own_version(ctx.email, kind, graph_id, raw.get("changeKey"))
         self._observe_latency(item, OUTLOOK_TO_ERP, kind)
 
     async def _settle_pending_creates(

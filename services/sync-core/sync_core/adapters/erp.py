@@ -6,15 +6,16 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from shared.errors import PermanentError, SyncError, TransientError
+from shared.gather import Call, Gather, settle
 from shared.telemetry import meter
+from shared.transport import spread_client
 
 log = logging.getLogger(__name__)
 erp_creates = meter("sync_core").create_counter(
@@ -76,74 +77,41 @@ def _error(resp: httpx.Response) -> ErpError:
 
 
 @dataclass
-class _Create:
+class _Create(Call):
     collection: str
     body: dict[str, Any]
     key: str
-    answer: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-class _CreateBatches:
-    """Creates sent together when they queue up (ADR 0027): no wait is ever added to gather them.
-
-    At most `in_flight` sends run at once. A create that finds a send free starts one at once; a
-    send takes every create queued by the time it runs (up to `max_batch`) and goes on while more
-    are queued. At low load that is each create alone, as before; in a burst, one `POST /batch`
-    for many, each answered (or refused) as if sent alone. An ERP without `/batch` (404, 405) gets
+class _CreateBatches(Gather[_Create]):
+    """Creates sent together when they queue up (ADR 0027, `shared.gather`): at low load each create
+    alone, as before; in a burst, one `POST /batch` for many. An ERP without `/batch` (404, 405) gets
     single requests from then on; a batch too large (413) is sent one by one.
     """
 
     def __init__(self, client: ErpClient, *, max_batch: int, in_flight: int) -> None:
+        super().__init__(max_batch=max_batch, in_flight=in_flight)
         self._client = client
-        self.max_batch = max_batch
-        self.in_flight = in_flight
         self.supported = True
-        self._queue: deque[_Create] = deque()
-        self._senders: set[asyncio.Task[None]] = set()
-        # Sends running, counted down by the send itself when it finds the queue empty (with no
-        # await in between): a create queued after that check starts a send of its own.
-        self._running = 0
 
     async def create(self, collection: str, body: dict[str, Any], key: str) -> dict[str, Any]:
-        item = _Create(collection, body, key)
-        self._queue.append(item)
-        if self._running < self.in_flight:
-            self._running += 1
-            task = asyncio.create_task(self._send())
-            self._senders.add(task)
-            task.add_done_callback(self._senders.discard)
-        return await item.answer
+        result: dict[str, Any] = await self.submit(_Create(collection, body, key))
+        return result
 
-    async def _send(self) -> None:
-        taken: list[_Create] = []
-        try:
-            while self._queue:
-                taken = []
-                while self._queue and len(taken) < self.max_batch:
-                    item = self._queue.popleft()
-                    if not item.answer.done():  # its caller gave up before it was sent: nothing to send
-                        taken.append(item)
-                if len(taken) > 1 and self.supported:
-                    await self._together(taken)
-                else:
-                    await asyncio.gather(*(self._alone(item) for item in taken))
-        except BaseException as exc:
-            gone = ErpUnavailable(0, None, f"ERP client stopped ({type(exc).__name__})")
-            for item in [*taken, *self._queue]:
-                _settle(item, gone)
-            self._queue.clear()
-            raise
-        finally:
-            self._running -= 1
+    def _can_gather(self) -> bool:
+        return self.supported
+
+    def _stopped(self, reason: str) -> BaseException:
+        return ErpUnavailable(0, None, f"ERP client {reason}")
 
     async def _alone(self, item: _Create) -> None:
         erp_creates.add(1, {"sent": "alone"})
         try:
             result = await self._client._call("POST", f"/{item.collection}", json=item.body, idempotency_key=item.key)
         except Exception as exc:
-            _settle(item, exc)
+            settle(item, exc)
         else:
-            _settle(item, result)
+            settle(item, result)
 
     async def _together(self, items: list[_Create]) -> None:
         requests = [
@@ -160,7 +128,7 @@ class _CreateBatches:
             resp = await self._client._http.post("/batch", json={"requests": requests})
         except httpx.HTTPError as exc:
             for item in items:
-                _settle(item, ErpUnavailable(0, None, f"{type(exc).__name__}: {exc}"))
+                settle(item, ErpUnavailable(0, None, f"{type(exc).__name__}: {exc}"))
             return
         if resp.status_code in (404, 405):
             log.info("the ERP has no /batch (%s): creates go one by one", resp.status_code)
@@ -170,38 +138,20 @@ class _CreateBatches:
             return
         if resp.status_code >= 400:
             for item in items:
-                _settle(item, _error(resp))
+                settle(item, _error(resp))
             return
         erp_creates.add(len(items), {"sent": "batch"})
         answers = {str(a.get("id")): a for a in resp.json().get("responses", [])}
         for n, item in enumerate(items):
             answer = answers.get(str(n))
             if answer is None:
-                _settle(item, ErpUnavailable(0, None, "the ERP's batch answer left this create out"))
+                settle(item, ErpUnavailable(0, None, "the ERP's batch answer left this create out"))
                 continue
             status, body = int(answer.get("status", 0)), answer.get("body")
             if 200 <= status < 300 and isinstance(body, dict):
-                _settle(item, body)
+                settle(item, body)
             else:
-                _settle(item, _error_of(status, body, json.dumps(body)))
-
-    async def aclose(self) -> None:
-        for task in list(self._senders):
-            task.cancel()
-        await asyncio.gather(*self._senders, return_exceptions=True)
-        closed = ErpUnavailable(0, None, "ERP client closed")
-        for item in self._queue:  # left by a send cancelled before it started
-            _settle(item, closed)
-        self._queue.clear()
-
-
-def _settle(item: _Create, outcome: dict[str, Any] | BaseException) -> None:
-    if item.answer.done():
-        return
-    if isinstance(outcome, BaseException):
-        item.answer.set_exception(outcome)
-    else:
-        item.answer.set_result(outcome)
+                settle(item, _error_of(status, body, json.dumps(body)))
 
 
 class ErpClient:
@@ -210,7 +160,8 @@ class ErpClient:
     def __init__(
         self, base_url: str, token: str, *, timeout: float = 15.0, batch_max: int = 20, batch_in_flight: int = 2
     ) -> None:
-        self._http = httpx.AsyncClient(
+        self._http = spread_client(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             base_url=base_url.rstrip("/") + "/api/v1",
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from shared.envelope import Kind, collection_of
-from shared.graph.client import GraphClient
-from shared.graph.errors import GraphNotFound, GraphPreconditionFailed
+from shared.gather import Call, Gather, settle
+from shared.graph.client import BATCH_LIMIT, GraphClient
+from shared.graph.errors import GraphNotFound, GraphPreconditionFailed, GraphUnavailable
 from sync_core.domain.mapping.common import instant
 from sync_core.domain.mapping.properties import CHRONO as CHRONO_PROPERTY
 from sync_core.domain.mapping.properties import (
@@ -51,6 +54,56 @@ def _modified(item: dict[str, Any]) -> datetime:
     return instant(item.get("lastModifiedDateTime")) or datetime.min.replace(tzinfo=UTC)
 
 
+@dataclass
+class _Patch(Call):
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str] | None
+
+
+class _Patches(Gather[_Patch]):
+    """One mailbox's R21 stamps, sent together through `$batch` when they queue up (`shared.gather`):
+    a delta page's new items are stamped in one request instead of one each. A sub-request answered
+    anything but 200 (a 412, a throttle Graph kept up) is sent again alone, so it gets the client's own
+    retries and raises its own error, as if it had never been batched."""
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        super().__init__(max_batch=BATCH_LIMIT, in_flight=2)
+        self._mailbox = mailbox
+
+    async def _alone(self, call: _Patch) -> None:
+        m = self._mailbox
+        try:
+            result = await m.graph.patch_json(call.path, json=call.body, mailbox=m.email, headers=call.headers)
+        except Exception as exc:
+            settle(call, exc)
+        else:
+            settle(call, result)
+
+    async def _together(self, calls: list[_Patch]) -> None:
+        m = self._mailbox
+        requests: list[dict[str, Any]] = []
+        for n, c in enumerate(calls):
+            request: dict[str, Any] = {"id": str(n), "method": "PATCH", "url": c.path, "body": c.body}
+            if c.headers:
+                request["headers"] = c.headers
+            requests.append(request)
+        try:
+            answers = await m.graph.batch(requests, mailbox=m.email)
+        except Exception:
+            answers = [{} for _ in calls]  # the batch itself failed: each goes alone
+        again: list[_Patch] = []
+        for call, answer in zip(calls, answers, strict=True):
+            if int(answer.get("status") or 0) == 200 and isinstance(answer.get("body"), dict):
+                settle(call, answer["body"])
+            else:
+                again.append(call)
+        await asyncio.gather(*(self._alone(call) for call in again))
+
+    def _stopped(self, reason: str) -> BaseException:
+        return GraphUnavailable(f"sync-core's Graph writes {reason}")
+
+
 class Mailbox:
     """Paths and calls for one user; Graph ids are immutable ids (Prefer: IdType="ImmutableId")."""
 
@@ -59,6 +112,7 @@ class Mailbox:
         self.email = email
         self.user_id = graph_user_id
         self.todo_list_id = todo_list_id
+        self._stamps = _Patches(self)
 
     async def ensure_todo_list(self) -> str:
         if self.todo_list_id is None:
@@ -280,5 +334,5 @@ class Mailbox:
             # R01: the ERP's chrono ("Chrono X3") is shown on the Outlook event too.
             props.append({"id": CHRONO_PROPERTY, "value": display_name})
         body = {"singleValueExtendedProperties": props}
-        updated = await self.graph.patch_json(path, json=body, mailbox=self.email, headers=headers)
+        updated = await self._stamps.submit(_Patch(path, body, headers))
         return updated.get("changeKey") if headers else None
