@@ -59,6 +59,9 @@ class GraphSettings(BaseSettings):
     # request, so a large pool costs CPU on every call (docs/benchmarks.md, session 6); bursts above
     # it still open connections, which are closed after use.
     graph_keepalive_connections: int = Field(default=16, ge=1, le=200)
+    # Graph requests in flight at once, over small connection pools (ADR 0029); more wait their turn.
+    # Each open TLS connection costs memory; Graph itself allows 4 at once per mailbox.
+    graph_max_connections: int = Field(default=64, ge=1, le=1000)
 
 
 @lru_cache

@@ -115,7 +115,7 @@ class GraphClient:
                 verify=ssl_context(self.settings),
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                 limits=httpx.Limits(
-                    max_connections=200,
+                    max_connections=self.settings.graph_max_connections,
                     max_keepalive_connections=self.settings.graph_keepalive_connections,
                     keepalive_expiry=30.0,
                 ),

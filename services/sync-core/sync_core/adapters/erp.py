@@ -161,7 +161,7 @@ class ErpClient:
         self, base_url: str, token: str, *, timeout: float = 15.0, batch_max: int = 20, batch_in_flight: int = 2
     ) -> None:
         self._http = spread_client(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             base_url=base_url.rstrip("/") + "/api/v1",
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
