@@ -7,6 +7,7 @@ import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.gather import Call, Gather, settle
 
 T = TypeVar("T")
 
@@ -175,6 +178,25 @@ def run_to_end(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a unit of work on a blocking session awaited something else than the session")
 
 
+@dataclass
+class Unit(Call):
+    """A write unit of work queued for the writer, with the context of the caller that asked for it."""
+
+    fn: Callable[[Any], Awaitable[Any]]
+    context: contextvars.Context
+
+
+def _in_savepoint(connection: sqlalchemy.Connection, fn: Callable[[Any], Awaitable[Any]]) -> tuple[bool, Any]:
+    try:
+        with (
+            Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            return True, run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
+    except Exception as exc:
+        return False, exc
+
+
 class SqliteThreads:
     """Units of work of one SQLite file run whole on worker threads: one for writes (so they take
     turns, in the order asked), a few for reads (WAL lets them run beside the writer).
@@ -200,23 +222,38 @@ class SqliteThreads:
         # Made when first used, and again after `close` (like an engine after `dispose`).
         self._pools: dict[str, ThreadPoolExecutor] = {}
 
-    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def write(self, fn: Callable[[Any], Awaitable[T]], context: contextvars.Context | None = None) -> T:
         """`fn(session)` in one transaction, committed when it returns, rolled back if it raises."""
-        return await self._on("write", 1, self._write, fn)
+        return await self._on("write", 1, context or contextvars.copy_context(), self._write, fn)
+
+    async def write_all(self, units: list[Unit]) -> list[tuple[bool, Any]]:
+        """Several units of work in one transaction (`_write_all`); per unit, (True, its result) or
+        (False, its exception). Raises, for all of them, when the transaction itself fails."""
+        return await self._on("write", 1, contextvars.copy_context(), self._write_all, units)
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        return await self._on("read", self._readers, self._read, fn)
+        return await self._on("read", self._readers, contextvars.copy_context(), self._read, fn)
 
-    async def _on(self, name: str, threads: int, call: Callable[..., T], fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def _on(self, name: str, threads: int, context: contextvars.Context, call: Callable[..., T], arg: Any) -> T:
         pool = self._pools.get(name)
         if pool is None:
             pool = self._pools[name] = ThreadPoolExecutor(threads, thread_name_prefix=f"sqlite-{name}")
-        context = contextvars.copy_context()  # the caller's trace and log context, on the thread
-        return await asyncio.get_running_loop().run_in_executor(pool, context.run, call, fn)
+        # `context`: the caller's trace and log context, on the thread.
+        return await asyncio.get_running_loop().run_in_executor(pool, context.run, call, arg)
 
     def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         with Session(self.writer, expire_on_commit=False) as session, session.begin():
             return run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
+
+    def _write_all(self, units: list[Unit]) -> list[tuple[bool, Any]]:
+        """One transaction, each unit in a savepoint of its own and in its caller's context: a unit
+        that raises is undone alone, the others commit together. Nobody hears of a success before
+        the commit: the caller answers after this returns."""
+        outcomes: list[tuple[bool, Any]] = []
+        with self.writer.connect() as connection, connection.begin():
+            for unit in units:
+                outcomes.append(unit.context.run(_in_savepoint, connection, unit.fn))
+        return outcomes
 
     def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         with Session(self.reader, expire_on_commit=False) as session:
@@ -248,6 +285,7 @@ class Transactions:
         self.write_lock: asyncio.Lock | None = asyncio.Lock() if self.sqlite else None
         on_file = url is not None and url.database not in (None, "", ":memory:")
         self.threads = SqliteThreads(url.render_as_string(hide_password=False)) if self.sqlite and on_file else None  # type: ignore[union-attr]
+        self._group = GroupCommit(self.threads, self.write_lock) if self.threads is not None else None
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         if self.threads is not None:
@@ -256,16 +294,9 @@ class Transactions:
             return await fn(session)
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        if self.threads is not None:
-            assert self.write_lock is not None
-            async with self.write_lock:
-                on_thread = asyncio.ensure_future(self.threads.write(fn))
-                try:
-                    return await asyncio.shield(on_thread)
-                except asyncio.CancelledError:
-                    # A thread cannot be stopped: its transaction ends before the turn passes on.
-                    await asyncio.wait([on_thread])
-                    raise
+        if self._group is not None:
+            result: T = await _to_the_end(self._group.submit(Unit(fn=fn, context=contextvars.copy_context())))
+            return result
         async with self.writing() as session:
             return await fn(session)
 
@@ -283,6 +314,61 @@ class Transactions:
     def close(self) -> None:
         if self.threads is not None:
             self.threads.close()
+
+
+async def _to_the_end(awaitable: Awaitable[T]) -> T:
+    """Await a write that cannot be stopped once on its thread: a caller cancelled meanwhile still
+    waits for its transaction to end before it hears of the cancellation (and the turn passes on)."""
+    running = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait([running])
+        raise
+
+
+class GroupCommit(Gather[Unit]):
+    """A process's SQLite writes, committed together when they queue up (`shared.gather`): while the
+    writer thread runs one transaction, the units of work asked for meanwhile wait, then run in the
+    next one, each in a savepoint (`SqliteThreads.write_all`). At low load each unit still has a
+    transaction of its own. Under load the fixed cost of a transaction (the hand-off to the thread,
+    BEGIN, COMMIT, a session) is paid once per batch, not per unit. Units run one after the other in
+    the order asked, so each still sees every write before it; each caller gets its own result or its
+    own exception, and none before the commit."""
+
+    def __init__(self, threads: SqliteThreads, lock: asyncio.Lock | None, *, max_batch: int = 64) -> None:
+        super().__init__(max_batch=max_batch, in_flight=1)
+        self.threads = threads
+        self.lock = lock or asyncio.Lock()
+
+    async def _alone(self, unit: Unit) -> None:
+        try:
+            async with self.lock:
+                result = await _to_the_end(self.threads.write(unit.fn, unit.context))
+        except Exception as exc:
+            settle(unit, exc)
+        else:
+            if not unit.answer.done():
+                unit.answer.set_result(result)
+
+    async def _together(self, units: list[Unit]) -> None:
+        try:
+            async with self.lock:
+                outcomes = await _to_the_end(self.threads.write_all(units))
+        except Exception as exc:
+            for unit in units:
+                settle(unit, exc)
+            return
+        for unit, (ok, value) in zip(units, outcomes, strict=True):
+            if unit.answer.done():
+                continue
+            if ok:
+                unit.answer.set_result(value)
+            else:
+                unit.answer.set_exception(value)
+
+    def _stopped(self, reason: str) -> BaseException:
+        return RuntimeError(f"the database writer {reason}")
 
 
 # One-line units of work: `transactions.read(lambda s: first_row(s, query))`.

@@ -10,7 +10,8 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlalchemy import event as sqlalchemy_event
+from sqlmodel import col, select
 
 from shared import db
 from sync_core.db import migrate
@@ -126,3 +127,49 @@ async def test_a_cancelled_caller_keeps_the_write_turn_until_its_transaction_end
     assert waited > 0.1
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_writes_that_queue_up_commit_together_each_undone_alone_when_it_fails(
+    tx: db.Transactions, database_url: str
+) -> None:
+    """Group commit (`GroupCommit`): writes asked for while the writer is busy run in one transaction,
+    each in a savepoint, in the order asked. A failing one is undone alone and its caller gets its own
+    exception; the others commit; each sees the writes before it."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the writer thread only on SQLite")
+    assert tx.threads is not None
+    begins: list[str] = []
+    sqlalchemy_event.listen(tx.threads.writer, "begin", lambda conn: begins.append("begin"))
+    tag = uuid.uuid4().hex[:8]
+    users = [f"{tag}-{i}@x.example" for i in range(12)]
+
+    async def slow_first(s: Any) -> None:
+        s.add(UserState(user=f"{tag}-first@x.example"))
+        time.sleep(0.2)  # on the writer thread: the others queue up meanwhile
+
+    def create(user: str, *, fail: bool = False) -> Any:
+        async def unit(s: Any) -> int:
+            s.add(UserState(user=user))
+            await s.flush()
+            if fail:
+                raise ValueError(f"refused {user}")
+            # Every earlier unit of the batch is visible to this one.
+            return len((await s.exec(select(UserState).where(col(UserState.user).startswith(tag)))).all())
+
+        return unit
+
+    first = asyncio.create_task(tx.write(slow_first))
+    await asyncio.sleep(0.05)
+    results = await asyncio.gather(
+        *[tx.write(create(u, fail=(i == 5))) for i, u in enumerate(users)], return_exceptions=True
+    )
+    await first
+    assert isinstance(results[5], ValueError) and users[5] in str(results[5])
+    assert [r for i, r in enumerate(results) if i != 5] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    stored = await tx.read(lambda s: all_user_names(s, tag))
+    assert sorted(stored) == sorted([f"{tag}-first@x.example", *[u for i, u in enumerate(users) if i != 5]])
+    assert len(begins) == 2  # the slow one alone, then the twelve that queued behind it together
+
+
+async def all_user_names(s: Any, tag: str) -> list[str]:
+    return [r.user for r in (await s.exec(select(UserState).where(col(UserState.user).startswith(tag)))).all()]
