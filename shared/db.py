@@ -287,6 +287,12 @@ class Transactions:
         self.threads = SqliteThreads(url.render_as_string(hide_password=False)) if self.sqlite and on_file else None  # type: ignore[union-attr]
         self._group = GroupCommit(self.threads, self.write_lock) if self.threads is not None else None
 
+    @property
+    def queues_writes(self) -> bool:
+        """Whether writes asked for at once run one after the other in the order asked (group commit
+        on a SQLite file): callers may then start several writes together and keep their order."""
+        return self._group is not None
+
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         if self.threads is not None:
             return await self.threads.read(fn)

@@ -6,7 +6,9 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from erp_support import TOKEN, Running, Tap, seed
+from sqlalchemy import event
 from test_erp_api import MEETING
 
 OUTLOOK = {"X-Change-Origin": "outlook"}
@@ -171,3 +173,19 @@ async def test_sync_core_client_falls_back_to_single_creates_when_the_erp_has_no
         finally:
             await client.close()
     assert (await erp.client.get("/api/v1/activities", params={"kind": "task"})).json()["total"] == 8
+
+
+async def test_a_batchs_creates_commit_together_in_order_on_sqlite_R03(erp: Running) -> None:
+    """On a SQLite file the creates of one batch are asked for at once and committed in one
+    transaction (group commit, ADR 0028), still in the order given: chronos follow the requests."""
+    threads = erp.app.state.db.transactions.threads
+    if threads is None:
+        pytest.skip("group commit is for a SQLite file")
+    await seed(erp.client)
+    begins: list[object] = []
+    event.listen(threads.writer, "begin", begins.append)
+    task = {"kind": "task", "representative": "REP01"}
+    tasks = [create(f"t{i}", "/activities", {**task, "subject": f"T{i}"}) for i in range(10)]
+    answers = await batch(erp.client, *tasks)
+    assert [answers[f"t{i}"]["body"]["chrono"] for i in range(10)] == [f"TSK{i + 1:06d}" for i in range(10)]
+    assert len(begins) <= 2, f"{len(begins)} transactions for one batch of 10"
