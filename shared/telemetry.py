@@ -24,8 +24,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 _lock = threading.Lock()
 _configured = False
@@ -104,6 +108,49 @@ class RedactingSpanProcessor(SpanProcessor):
         return None
 
 
+class SpanProcessors(SynchronousMultiSpanProcessor):
+    """A provider's span processors; `exporting` once one is added beyond the redaction (an OTLP
+    exporter, a test's in-memory one, the bench's)."""
+
+    exporting = False
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        if not isinstance(span_processor, RedactingSpanProcessor):
+            self.exporting = True
+
+
+class RecordWhenExported(Sampler):
+    """Spans are recorded only while something exports them (ADR 0053).
+
+    Unexported, a span is non-recording: its trace and span ids are still made and propagated (log
+    lines, journal lines and downstream services keep the trace id), but no attributes, events or
+    timings are gathered for nobody. Not parent-based: a service that exports records its spans even
+    under a caller that does not, so the trace holds every exporting service's part."""
+
+    def __init__(self, processors: SpanProcessors) -> None:
+        self.processors = processors
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Any = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        state = parent.trace_state if parent.is_valid else None
+        if self.processors.exporting:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
+        return SamplingResult(Decision.DROP, None, state)
+
+    def get_description(self) -> str:
+        return "RecordWhenExported"
+
+
 def setup_telemetry(
     service_name: str, otlp_endpoint: str | None = None, *, user_salt: str | None = None
 ) -> TracerProvider:
@@ -123,7 +170,10 @@ def setup_telemetry(
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
         resource = Resource.create({"service.name": service_name})
-        tracer_provider = TracerProvider(resource=resource)
+        processors = SpanProcessors()
+        tracer_provider = TracerProvider(
+            resource=resource, sampler=RecordWhenExported(processors), active_span_processor=processors
+        )
         # First, so that no exporter added later (OTLP here, a test's in-memory one) sees an e-mail.
         tracer_provider.add_span_processor(RedactingSpanProcessor())
         if otlp_endpoint:
