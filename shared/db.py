@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.gather import Call, Gather, settle
+from shared.gather import Call, Gather, answer_with, settle
 
 T = TypeVar("T")
 
@@ -224,7 +224,9 @@ class SqliteThreads:
 
     async def write(self, fn: Callable[[Any], Awaitable[T]], context: contextvars.Context | None = None) -> T:
         """`fn(session)` in one transaction, committed when it returns, rolled back if it raises."""
-        return await self._on("write", 1, context or contextvars.copy_context(), self._write, fn)
+        if context is None:
+            context = contextvars.copy_context()
+        return await self._on("write", 1, context, self._write, fn)
 
     async def write_all(self, units: list[Unit]) -> list[tuple[bool, Any]]:
         """Several units of work in one transaction (`_write_all`); per unit, (True, its result) or
@@ -284,8 +286,11 @@ class Transactions:
         self.sqlite = url is not None and url.get_backend_name() == "sqlite"
         self.write_lock: asyncio.Lock | None = asyncio.Lock() if self.sqlite else None
         on_file = url is not None and url.database not in (None, "", ":memory:")
-        self.threads = SqliteThreads(url.render_as_string(hide_password=False)) if self.sqlite and on_file else None  # type: ignore[union-attr]
-        self._group = GroupCommit(self.threads, self.write_lock) if self.threads is not None else None
+        self.threads: SqliteThreads | None = None
+        self._group: GroupCommit | None = None
+        if self.write_lock is not None and on_file:
+            self.threads = SqliteThreads(url.render_as_string(hide_password=False))  # type: ignore[union-attr]
+            self._group = GroupCommit(self.threads, self.write_lock)
 
     @property
     def queues_writes(self) -> bool:
@@ -342,20 +347,14 @@ class GroupCommit(Gather[Unit]):
     the order asked, so each still sees every write before it; each caller gets its own result or its
     own exception, and none before the commit."""
 
-    def __init__(self, threads: SqliteThreads, lock: asyncio.Lock | None, *, max_batch: int = 64) -> None:
+    def __init__(self, threads: SqliteThreads, lock: asyncio.Lock, *, max_batch: int = 64) -> None:
         super().__init__(max_batch=max_batch, in_flight=1)
         self.threads = threads
-        self.lock = lock or asyncio.Lock()
+        self.lock = lock
 
     async def _alone(self, unit: Unit) -> None:
-        try:
-            async with self.lock:
-                result = await _to_the_end(self.threads.write(unit.fn, unit.context))
-        except Exception as exc:
-            settle(unit, exc)
-        else:
-            if not unit.answer.done():
-                unit.answer.set_result(result)
+        async with self.lock:
+            await answer_with(unit, _to_the_end(self.threads.write(unit.fn, unit.context)))
 
     async def _together(self, units: list[Unit]) -> None:
         try:

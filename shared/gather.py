@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -36,6 +37,17 @@ def settle(call: Call, outcome: Any) -> None:
         call.answer.set_exception(outcome)
     else:
         call.answer.set_result(outcome)
+
+
+async def answer_with(call: Call, work: Awaitable[Any]) -> None:
+    """Answer a call with what `work` returns, or with the exception it raises."""
+    try:
+        result = await work
+    except Exception as exc:
+        settle(call, exc)
+    else:
+        if not call.answer.done():
+            call.answer.set_result(result)
 
 
 class Gather(Generic[C]):

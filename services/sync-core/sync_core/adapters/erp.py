@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from shared.errors import PermanentError, SyncError, TransientError
-from shared.gather import Call, Gather, settle
+from shared.gather import Call, Gather, answer_with, settle
 from shared.telemetry import meter
 from shared.transport import spread_client
 
@@ -106,12 +106,8 @@ class _CreateBatches(Gather[_Create]):
 
     async def _alone(self, item: _Create) -> None:
         erp_creates.add(1, {"sent": "alone"})
-        try:
-            result = await self._client._call("POST", f"/{item.collection}", json=item.body, idempotency_key=item.key)
-        except Exception as exc:
-            settle(item, exc)
-        else:
-            settle(item, result)
+        sent = self._client._call("POST", f"/{item.collection}", json=item.body, idempotency_key=item.key)
+        await answer_with(item, sent)
 
     async def _together(self, items: list[_Create]) -> None:
         requests = [

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.envelope import Kind, collection_of
-from shared.gather import Call, Gather, settle
+from shared.gather import Call, Gather, answer_with, settle
 from shared.graph.client import BATCH_LIMIT, GraphClient
 from shared.graph.errors import GraphNotFound, GraphPreconditionFailed, GraphUnavailable
 from sync_core.domain.mapping.common import instant
@@ -73,12 +73,7 @@ class _Patches(Gather[_Patch]):
 
     async def _alone(self, call: _Patch) -> None:
         m = self._mailbox
-        try:
-            result = await m.graph.patch_json(call.path, json=call.body, mailbox=m.email, headers=call.headers)
-        except Exception as exc:
-            settle(call, exc)
-        else:
-            settle(call, result)
+        await answer_with(call, m.graph.patch_json(call.path, json=call.body, mailbox=m.email, headers=call.headers))
 
     async def _together(self, calls: list[_Patch]) -> None:
         m = self._mailbox
