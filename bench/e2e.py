@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 
 from bench.seed import (
@@ -37,7 +39,6 @@ from bench.seed import (
 )
 from bench.stack import Stack
 from bench.stats import summary
-from shared.transport import spread_client
 
 _METRIC = re.compile(r"^http_server_duration_milliseconds_count\{(?P<labels>.*)\} (?P<value>[0-9.e+]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -85,6 +86,14 @@ class Slots:
         n = self.next.get(user.code, 0)
         self.next[user.code] = n + 1
         return self.base + timedelta(minutes=self.minutes * n)
+
+
+def load_client(*, ssl: ssl.SSLContext | None = None, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """The load generator's HTTP client. It shares the machine's two cores with the system it
+    measures, so it is aiohttp: about half httpx's CPU per request (docs/benchmarks.md, session 8).
+    The bench's probes and reads, off the timed path, keep httpx."""
+    connector = aiohttp.TCPConnector(limit=64, ssl=ssl if ssl is not None else True)
+    return aiohttp.ClientSession(connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=60))
 
 
 async def offer(rate: float, count: int, make: Callable[[int], Coroutine[Any, Any, None]]) -> dict[str, Any]:
@@ -144,21 +153,16 @@ async def outlook_to_erp(
     count = int(rate * seconds)
     created: dict[int, str] = {}
     plan = [(users[i % len(users)], slots.take(users[i % len(users)])) for i in range(count)]
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with (
-        spread_client(
-            base_url=stack.sim_root, verify=stack.ssl_context(), trust_env=False, limits=limits, timeout=60
-        ) as sim,
-        stack.erp() as erp,
-    ):
+    async with load_client(ssl=stack.ssl_context()) as sim, stack.erp() as erp:
         before = await erp_total(erp, "activities", origin="outlook")
         counts = await request_counts(stack)
 
         async def make(i: int) -> None:
             user, start = plan[i]
-            r = await sim.post(f"/_sim/users/{user.graph_id}/events", json=event_body(f"{tag} {i}", start))
-            r.raise_for_status()
-            created[i] = str(r.json()["immutableId"])
+            url = f"{stack.sim_root}/_sim/users/{user.graph_id}/events"
+            async with sim.post(url, json=event_body(f"{tag} {i}", start)) as r:
+                r.raise_for_status()
+                created[i] = str((await r.json())["immutableId"])
 
         offered = await offer(rate, count, make)
         done, waited = await _wait_for(lambda: erp_total(erp, "activities", origin="outlook"), before + count, drain_s)
@@ -192,20 +196,17 @@ async def erp_to_outlook(
     count = int(rate * seconds)
     written: dict[str, float] = {}
     plan = [(users[i % len(users)], slots.take(users[i % len(users)])) for i in range(count)]
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     counts = await request_counts(stack)
     async with stack.erp() as erp_base:
-        erp = spread_client(
-            base_url=erp_base.base_url, headers=erp_base.headers, trust_env=False, limits=limits, timeout=60
-        )
-        async with erp:
+        url = f"{str(erp_base.base_url).rstrip('/')}/activities"
+        async with load_client(headers={"Authorization": erp_base.headers["Authorization"]}) as erp:
 
             async def make(i: int) -> None:
                 user, start = plan[i]
                 subject = f"{tag} {i}"
-                r = await erp.post("/activities", json=erp_meeting(user.code, subject, start))
-                r.raise_for_status()
-                written[subject] = parse_ts(r.json()["created_at"])
+                async with erp.post(url, json=erp_meeting(user.code, subject, start)) as r:
+                    r.raise_for_status()
+                    written[subject] = parse_ts((await r.json())["created_at"])
 
             offered = await offer(rate, count, make)
 

@@ -167,6 +167,9 @@ class BlockingSession:
     async def delete(self, instance: Any) -> None:
         self.session.delete(instance)
 
+    def get_bind(self) -> Any:
+        return self.session.get_bind()
+
 
 def run_to_end(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends (it awaits only a `BlockingSession`) and return its value."""

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from erp_support import TOKEN, Running
 from pydantic import ValidationError
+from sqlalchemy import update
+from sqlmodel import select
 
-from erp_connector.app import migrate
+from erp_connector.app import MIGRATIONS, VERSION_TABLE, migrate
+from erp_connector.database import Database
 from erp_connector.demo import load_demo
+from erp_connector.models import ChronoCounter
+from erp_connector.schemas import ActivityCreate, RepresentativeCreate
 from erp_connector.settings import DEMO_API_TOKEN, ErpConnectorSettings
+from erp_connector.unit_of_work import UnitOfWork, WriteRequest
+from shared.migrations import alembic_config
 
 
 async def test_demo_data_loads_through_the_api_and_twice_is_once(erp: Running) -> None:
@@ -53,3 +61,30 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_migrations_are_idempotent(database_url: str) -> None:
     migrate(database_url)
     migrate(database_url)
+
+
+async def test_migration_0003_moves_counters_past_the_chronos_already_taken_R03(database_url: str) -> None:
+    """A database numbered before 0003 may hold imported chronos past its counter; 0003 moves the
+    counter past them once, so numbering (which no longer reads the activities) never repeats one."""
+    migrate(database_url)
+    db = Database(database_url)
+    uow = UnitOfWork(db)
+    try:
+        rep = RepresentativeCreate(code="REP01", name="R", email="rep01@contoso.example", sales_role=True)
+        await uow.write(WriteRequest(), lambda erp: erp.create_representative(rep))
+        for chrono in ("CLL000007", "CLL000042", "CLL0000099"):
+            data = ActivityCreate(kind="call", chrono=chrono, representative="REP01")
+            await uow.write(WriteRequest(), lambda erp, d=data: erp.create_activity(d))
+        async with db.write() as session:  # as a database written before 0003 could be
+            await session.exec(update(ChronoCounter).values(last=3))  # type: ignore[call-overload]
+        command.downgrade(alembic_config(database_url, MIGRATIONS, VERSION_TABLE), "0002")
+        migrate(database_url)
+        async with db.read() as session:
+            counters = dict((await session.exec(select(ChronoCounter.prefix, ChronoCounter.last))).all())
+        assert counters == {"CLL": 42, "MTG": 3, "TSK": 3}
+        made = await uow.write(
+            WriteRequest(), lambda erp: erp.create_activity(ActivityCreate(kind="call", representative="REP01"))
+        )
+        assert made.body["chrono"] == "CLL000043"
+    finally:
+        await db.dispose()

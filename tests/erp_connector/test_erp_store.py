@@ -90,6 +90,18 @@ async def test_chronos_are_numbered_per_kind_with_their_prefix_R03(seeded: UnitO
         await write(seeded, lambda erp: erp.create_activity(imported))
 
 
+async def test_an_imported_chrono_of_the_numbering_moves_its_counter_past_it_R03(seeded: UnitOfWork) -> None:
+    """Numbering reads no activity to skip an imported chrono: the import moved the counter already.
+    A chrono outside the counter's numbering (other width, letters) leaves the counter alone."""
+    for chrono in ("TSK000500", "TSK0000900", "TSK12", "TSK00012A"):
+        data = ActivityCreate(kind="task", chrono=chrono, representative="REP01")
+        await write(seeded, lambda erp, d=data: erp.create_activity(d))
+    after = await write(seeded, lambda erp: erp.create_activity(ActivityCreate(kind="task", representative="REP01")))
+    assert after["chrono"] == "TSK000501"
+    call = await write(seeded, lambda erp: erp.create_activity(ActivityCreate(kind="call", representative="REP01")))
+    assert call["chrono"] == "CLL000001", "each kind keeps its own counter"
+
+
 async def test_overlapping_meeting_is_refused_R15(seeded: UnitOfWork) -> None:
     await write(seeded, lambda erp: erp.create_activity(meeting()))
     with pytest.raises(Overlap, match="MTG000001"):

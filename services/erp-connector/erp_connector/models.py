@@ -42,6 +42,22 @@ class ConflictPolicy(StrEnum):
 
 
 CHRONO_PREFIX = {ActivityKind.MEETING: "MTG", ActivityKind.TASK: "TSK", ActivityKind.CALL: "CLL"}
+
+
+def chrono_of(prefix: str, number: int) -> str:
+    """The chrono a kind's counter gives for a number: MTG000042 (R03)."""
+    return f"{prefix}{number:06d}"
+
+
+def chrono_number(prefix: str, chrono: str) -> int | None:
+    """The number of a chrono the counter could give (`chrono_of`), or None for one it never gives."""
+    digits = chrono.removeprefix(prefix)
+    if digits == chrono or not (digits.isascii() and digits.isdigit()):
+        return None
+    number = int(digits)
+    return number if number > 0 and chrono_of(prefix, number) == chrono else None
+
+
 EXCHANGE_GROUP = "EXCHANGE"
 
 

@@ -48,6 +48,8 @@ from erp_connector.models import (
     PartnerDomain,
     PartnerType,
     Representative,
+    chrono_number,
+    chrono_of,
     utcnow,
 )
 from erp_connector.schemas import (
@@ -854,11 +856,13 @@ class ErpStore:
         if not self.refuse_overlaps or row.kind != ActivityKind.MEETING or row.all_day or row.deleted:
             return
         assert row.start is not None and row.end is not None
-        # Lock the owner's row first: two concurrent meetings of one representative are then
-        # checked one after the other (PostgreSQL; SQLite writers are already serialised).
-        await self.session.exec(
-            select(Representative.code).where(Representative.code == row.representative).with_for_update()
-        )
+        if self.session.get_bind().dialect.name != "sqlite":
+            # Lock the owner's row first: two concurrent meetings of one representative are then
+            # checked one after the other. SQLite's writers are serialised already (and it has no
+            # FOR UPDATE: the statement would only read the row again).
+            await self.session.exec(
+                select(Representative.code).where(Representative.code == row.representative).with_for_update()
+            )
         conditions: list[ColumnElement[bool]] = [
             col(Activity.kind) == ActivityKind.MEETING.value,
             col(Activity.representative) == row.representative,
@@ -880,32 +884,41 @@ class ErpStore:
             )
 
     async def _next_chrono(self, kind: ActivityKind) -> str:
+        """The next number of a kind's counter. The counter is kept at or past every chrono of its
+        numbering already taken (`_chrono_is_free`, migration 0003), so the number is free: no read
+        of the activities is needed (the unique index on chrono still stands behind it)."""
         prefix = CHRONO_PREFIX[kind]
-        while True:
-            result = await self.session.exec(  # type: ignore[call-overload]
-                update(ChronoCounter)
-                .where(col(ChronoCounter.prefix) == prefix)
-                .values(last=ChronoCounter.last + 1)  # type: ignore[operator]
-                .returning(col(ChronoCounter.last))
-            )
-            number = result.scalar_one_or_none()
-            if number is None:
-                self.session.add(ChronoCounter(prefix=prefix, last=1))
-                await self.session.flush()
-                number = 1
-            chrono = f"{prefix}{number:06d}"
-            # A chrono given by a client (an import) may already hold this number.
-            taken = (await self.session.exec(select(Activity.id).where(Activity.chrono == chrono))).first()
-            if taken is None:
-                return chrono
+        result = await self.session.exec(  # type: ignore[call-overload]
+            update(ChronoCounter)
+            .where(col(ChronoCounter.prefix) == prefix)
+            .values(last=ChronoCounter.last + 1)  # type: ignore[operator]
+            .returning(col(ChronoCounter.last))
+        )
+        number = result.scalar_one_or_none()
+        if number is None:
+            self.session.add(ChronoCounter(prefix=prefix, last=1))
+            await self.session.flush()
+            number = 1
+        return chrono_of(prefix, number)
 
     async def _chrono_is_free(self, row: Activity) -> None:
+        """A chrono given by a client (an import): refused if taken; one of the counter's own
+        numbering moves the counter past it, so numbering never hands it out again."""
         prefix = CHRONO_PREFIX[ActivityKind(row.kind)]
         if not row.chrono.startswith(prefix):
             raise InvalidData(f"the chrono of a {row.kind} starts with {prefix}, not {row.chrono[:3]} (R03)")
+        number = chrono_number(prefix, row.chrono)
+        # The counter is locked before the check (PostgreSQL), so a number handed out meanwhile is seen.
+        counter = await self.session.get(ChronoCounter, prefix, with_for_update=True) if number else None
         taken = (await self.session.exec(select(Activity.id).where(Activity.chrono == row.chrono))).first()
         if taken is not None:
             raise AlreadyExists(f"chrono {row.chrono} is already used by activity {taken}", existing_id=taken)
+        if number is None:
+            return
+        if counter is None:
+            self.session.add(ChronoCounter(prefix=prefix, last=number))
+        elif counter.last < number:
+            counter.last = number
 
     def _activity_changed(
         self, activity: ActivityPublic, change: str, owners: list[Representative], *, previous: str | None

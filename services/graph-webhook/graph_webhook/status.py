@@ -36,7 +36,9 @@ class SubscriptionPublic(BaseModel):
     renewed_at: datetime | None
 
 
-def _operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+async def _operator(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
     expected = request.app.state.webhook.settings.ops_api_token.get_secret_value().encode()
     given = (credentials.credentials if credentials else "").encode()
     if not credentials or not hmac.compare_digest(given, expected):

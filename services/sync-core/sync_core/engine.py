@@ -141,12 +141,13 @@ def to_domain_link(row: Link | None) -> DomainLink | None:
 
 @dataclass(frozen=True)
 class Known:
-    """What a delta page already read of one item: its link, and the item itself when `has_item`
-    (None then means gone)."""
+    """What a delta page already read of one item: its link, the item itself when `has_item` (None
+    then means gone), and whether it has pending creates (ERP creates that got no answer)."""
 
     row: Link | None
     item: dict[str, Any] | None
     has_item: bool
+    pending: bool = True
 
 
 @dataclass
@@ -496,7 +497,7 @@ class Engine:
         carrying the same ERP id (a copied event), contacts sharing an e-mail address (one ERP
         contact per person). Distinct lanes run concurrently, at most `delta_apply_concurrency`.
         """
-        rows = await self.state.links_by_graph_ids(ctx.email, kind, [str(r["id"]) for r in items])
+        rows, pending = await self.state.links_by_graph_ids(ctx.email, kind, [str(r["id"]) for r in items])
         wanted = [
             str(raw["id"]) for raw in items if "@removed" not in raw and not _unchanged(raw, rows.get(str(raw["id"])))
         ]
@@ -507,7 +508,7 @@ class Engine:
             async with gate:
                 for raw in lane:
                     item_id = str(raw["id"])
-                    known = Known(rows.get(item_id), fulls.get(item_id), item_id in fulls)
+                    known = Known(rows.get(item_id), fulls.get(item_id), item_id in fulls, item_id in pending)
                     await self.apply_outlook_item(ctx, kind, raw, known=known)
 
         if len(lanes) == 1 or self.delta_apply_concurrency == 1:
@@ -573,9 +574,13 @@ class Engine:
             row = known.row
         else:
             row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
+        # Pending creates of this item: none when its delta page found none (only this item's own
+        # handling adds one, and it runs in this (user, collection) order); otherwise read them.
+        pending = known is None or known.pending
         removed = "@removed" in raw
         if removed and row is None:
-            await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
+            if pending:
+                await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
             return
         if not force and not removed and _unchanged(raw, row):
             # R22: the version sync-core last read or wrote itself — typically the echo of its own
@@ -594,7 +599,8 @@ class Engine:
             full = await ctx.mailbox.get(collection_kind, graph_id)
         if full is None:
             if row is None:
-                await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
+                if pending:
+                    await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
                 return
             kind = Kind(row.kind)
             erp_item = await self.erp_item(kind, await self.erp.get(erp_collection(kind), row.erp_id))
@@ -642,13 +648,14 @@ class Engine:
             if force and decision.action is Action.NOOP and row is not None and erp_item is not None:
                 decision = replace(decision, action=Action.UPDATE, rule="R24", reason="forced re-send (R24)")
             try:
-                await self._apply_to_erp(ctx, kind, decision, item, raw, row, erp_item, erp_raw)
+                await self._apply_to_erp(ctx, kind, decision, item, raw, row, erp_item, erp_raw, pending=pending)
                 return
             except ErpConflict:
                 # The ERP record changed between our read and our write (412): read and decide again.
                 if attempt == 3:
                     raise
                 row = await self.state.link_by_graph_id(ctx.email, collection_kind, graph_id)
+                pending = True  # the attempt may have left one
 
     async def _relink(self, ctx: UserContext, collection_kind: Kind, raw: dict[str, Any]) -> Link | None:
         """An Outlook item unknown by its id but carrying an ERP id (R21): its link, restored."""
@@ -769,7 +776,10 @@ class Engine:
         row: Link | None,
         erp_item: Item | None,
         erp_raw: dict[str, Any] | None = None,
+        *,
+        pending: bool = True,
     ) -> None:
+        """`pending`: False when the item is known to have no pending creates (see `Known`)."""
         graph_id = str(raw["id"])
         erp_id = row.erp_id if row else None
         base: dict[str, Any] = {
@@ -814,7 +824,7 @@ class Engine:
                         row, journal_entry(**base, outcome="unassigned", rule="R20", reason=decision.reason)
                     )
                 elif action in (Action.CREATE, Action.UPDATE) and item is not None:
-                    await self._write_erp(ctx, kind, decision, item, raw, row, erp_item, base)
+                    await self._write_erp(ctx, kind, decision, item, raw, row, erp_item, base, pending=pending)
                 elif action is Action.CONFLICT and row is not None and erp_item is None:
                     # Deleted in the ERP, and the ERP won (R18, R19): the Outlook item goes too.
                     await ctx.mailbox.delete(kind, row.graph_id)
@@ -872,6 +882,8 @@ class Engine:
         row: Link | None,
         erp_item: Item | None,
         base: dict[str, Any],
+        *,
+        pending: bool = True,
     ) -> None:
         graph_id = str(raw["id"])
         item = merge.for_erp(item, erp_item)  # type: ignore[type-var, arg-type]
@@ -909,7 +921,11 @@ class Engine:
                 result = await self.erp.create(collection, body, key=key)
             outcome = "created"
         elif row is None:
-            earlier = await self._settle_pending_creates(ctx, kind, graph_id, gone=False, settled=settled)
+            earlier = (
+                await self._settle_pending_creates(ctx, kind, graph_id, gone=False, settled=settled)
+                if pending
+                else None
+            )
             if earlier is not None:
                 # An earlier create of this item was applied (its answer lost): updated, not made twice.
                 body = erp_map.activity_to_erp(

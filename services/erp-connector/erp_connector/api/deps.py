@@ -73,7 +73,7 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
-def refuse_nul(request: Request) -> None:
+async def refuse_nul(request: Request) -> None:
     """422 for a NUL character in the path or the query: no database column can hold one."""
     values = [*request.path_params.values(), *request.query_params.values()]
     if any(isinstance(v, str) and "\x00" in v for v in values):

@@ -23,7 +23,7 @@ def get_runtime(request: Request) -> Runtime:
     return request.app.state.rt  # type: ignore[no-any-return]
 
 
-def require_operator(
+async def require_operator(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_ops_actor: Annotated[
