@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import TextClause, bindparam, delete, insert, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +38,26 @@ _LINK_FIELDS = (
 
 
 _JOURNAL_COLUMNS = [c for c in JournalEntry.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+
+
+def _link_upsert() -> TextClause:
+    """`INSERT … ON CONFLICT (user, kind, erp_id) DO UPDATE … RETURNING id`, in the syntax SQLite
+    (3.35+) and PostgreSQL share. Written as text: SQLAlchemy 2.0 compiles its dialects' ON CONFLICT
+    constructs again at every execution (they have no cache key); a text statement is compiled once."""
+    table = Link.__table__  # type: ignore[attr-defined]
+    columns = ["user", "kind", "erp_id", *_LINK_FIELDS]
+    names = ", ".join(f'"{c}"' for c in columns)
+    slots = ", ".join(f":{c}" for c in columns)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in _LINK_FIELDS)
+    # Built from the table's own names only, never from data: values go in as bound parameters.
+    sql = (
+        f"INSERT INTO {table.name} ({names}) VALUES ({slots}) "  # noqa: S608
+        f'ON CONFLICT ("user", "kind", "erp_id") DO UPDATE SET {updates} RETURNING id'
+    )
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+
+
+_LINK_UPSERT = _link_upsert()
 
 
 def now_utc() -> datetime:
@@ -119,20 +139,13 @@ class State:
         pending creates (`settled`) it makes moot, in one transaction.
 
         A link read earlier (it has an id) is updated by its id; any other is upserted on its ERP
-        key — one statement each, written as Core statements: no ORM unit of work, no read first.
+        key (`_LINK_UPSERT`) — one statement each: no ORM unit of work, no read first.
         One dropped meanwhile (e.g. by reconciliation) is written again as a new row.
         """
         values = {field: getattr(link, field) for field in _LINK_FIELDS}
         # A saved link records what both sides now hold: a write of unknown outcome is moot.
         link.pending_write = values["pending_write"] = None
-        keys = {"user": link.user, "kind": link.kind, "erp_id": link.erp_id}
-        dialect_insert = sqlite_insert if self.tx.sqlite else pg_insert
-        upsert = (
-            dialect_insert(Link)
-            .values(**keys, **values)
-            .on_conflict_do_update(index_elements=list(keys), set_=values)
-            .returning(col(Link.id))
-        )
+        params = {"user": link.user, "kind": link.kind, "erp_id": link.erp_id, **values}
         line = journal_insert(journal) if journal is not None else None
         known = link.id
 
@@ -143,7 +156,7 @@ class State:
             if known is not None:
                 result = await s.exec(update(Link).where(col(Link.id) == known).values(**values))
                 updated = result.rowcount  # type: ignore[attr-defined]
-            link_id = known if updated == 1 else (await s.exec(upsert)).scalar_one()  # type: ignore[call-overload]
+            link_id = known if updated == 1 else (await s.exec(_LINK_UPSERT, params=params)).scalar_one()  # type: ignore[call-overload]
             if line is not None:
                 await s.exec(line)  # type: ignore[call-overload]
             return link_id  # type: ignore[return-value]
