@@ -15,8 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import case, func, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import bindparam, case, func, update
 from sqlmodel import SQLModel, col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -93,6 +92,30 @@ REPRESENTATIVE_SWITCHES = (
     "window_days_ahead",
 )
 MAX_LIMIT = 1000
+
+# Statements of every activity write, built once: building one costs more than SQLite takes to run
+# it. The counter's is a Core UPDATE of the table (not the ORM's bulk UPDATE, which would also look
+# for counter objects to synchronise in the session).
+_COUNTERS = ChronoCounter.__table__  # type: ignore[attr-defined]
+_TAKE_NUMBER = (
+    update(_COUNTERS)
+    .where(_COUNTERS.c.prefix == bindparam("of_prefix"))
+    .values(last=_COUNTERS.c.last + 1)
+    .returning(_COUNTERS.c.last)
+)
+_OVERLAPPING_MEETING = (
+    select(Activity)
+    .where(
+        col(Activity.kind) == ActivityKind.MEETING.value,
+        col(Activity.representative) == bindparam("representative"),
+        col(Activity.deleted) == False,  # noqa: E712
+        col(Activity.all_day) == False,  # noqa: E712
+        col(Activity.start) < bindparam("end"),
+        col(Activity.end) > bindparam("start"),
+        col(Activity.id) != bindparam("other_than"),  # ids start at 1: 0 for a new meeting
+    )
+    .limit(1)
+)
 
 
 def representative_public(row: Representative) -> RepresentativePublic:
@@ -863,17 +886,8 @@ class ErpStore:
             await self.session.exec(
                 select(Representative.code).where(Representative.code == row.representative).with_for_update()
             )
-        conditions: list[ColumnElement[bool]] = [
-            col(Activity.kind) == ActivityKind.MEETING.value,
-            col(Activity.representative) == row.representative,
-            col(Activity.deleted) == False,  # noqa: E712
-            col(Activity.all_day) == False,  # noqa: E712
-            col(Activity.start) < row.end,
-            col(Activity.end) > row.start,
-        ]
-        if row.id is not None:
-            conditions.append(col(Activity.id) != row.id)
-        other = (await self.session.exec(select(Activity).where(*conditions).limit(1))).first()
+        params = {"representative": row.representative, "start": row.start, "end": row.end, "other_than": row.id or 0}
+        other = (await self.session.exec(_OVERLAPPING_MEETING, params=params)).first()
         if other is not None:
             raise Overlap(
                 f"representative {row.representative} already has meeting {other.chrono} "
@@ -888,12 +902,7 @@ class ErpStore:
         numbering already taken (`_chrono_is_free`, migration 0003), so the number is free: no read
         of the activities is needed (the unique index on chrono still stands behind it)."""
         prefix = CHRONO_PREFIX[kind]
-        result = await self.session.exec(  # type: ignore[call-overload]
-            update(ChronoCounter)
-            .where(col(ChronoCounter.prefix) == prefix)
-            .values(last=ChronoCounter.last + 1)  # type: ignore[operator]
-            .returning(col(ChronoCounter.last))
-        )
+        result = await self.session.exec(_TAKE_NUMBER, params={"of_prefix": prefix})  # type: ignore[call-overload]
         number = result.scalar_one_or_none()
         if number is None:
             self.session.add(ChronoCounter(prefix=prefix, last=1))
