@@ -44,10 +44,14 @@ SIM_CLIENT_ID = "11111111-1111-1111-1111-111111111111"
 SIM_CLIENT_SECRET = "demo-secret-change-me"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports nothing listens on now: all held at once while picked, so the kernel
+    cannot hand the same one out twice (it did: two services of one stack on one port)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 class RssSampler:
@@ -171,7 +175,7 @@ class Stack:
     def __post_init__(self) -> None:
         self.dir = (self.run_dir / self.name).resolve()
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}."
-        self.sim_port, self.erp_port, self.webhook_port, self.sync_port = (free_port() for _ in range(4))
+        self.sim_port, self.erp_port, self.webhook_port, self.sync_port = free_ports(4)
         self.sup = Supervisor()
         self.ca_path = self.dir / "graph-sim" / "ca.pem"
         self._old_log_dir: Path | None = None
