@@ -103,6 +103,14 @@ _TAKE_NUMBER = (
     .values(last=_COUNTERS.c.last + 1)
     .returning(_COUNTERS.c.last)
 )
+_REPRESENTATIVES = Representative.__table__  # type: ignore[attr-defined]
+_PARTNERS = BusinessPartner.__table__  # type: ignore[attr-defined]
+# An activity's references, checked as rows, not ORM objects: building an object costs several
+# times the read (`session.get` 140–170 µs against 22–34 µs, docs/benchmarks.md session 8).
+_REPRESENTATIVE_EMAIL = select(_REPRESENTATIVES.c.email, _REPRESENTATIVES.c.deleted).where(
+    _REPRESENTATIVES.c.code == bindparam("of_code")
+)
+_PARTNER_DELETED = select(_PARTNERS.c.code, _PARTNERS.c.deleted).where(_PARTNERS.c.code == bindparam("of_code"))
 _OVERLAPPING_MEETING = (
     select(Activity)
     .where(
@@ -177,6 +185,10 @@ def _mirror_due(row: Activity, changed: set[str]) -> None:
         row.end = row.due
     elif "end" in changed and "due" not in changed:
         row.due = row.end
+
+
+def _unknown_partner(code: str) -> UnknownPartner:
+    return UnknownPartner(f"business partner #{code}# does not exist in the ERP (R11)", partner_code=code)
 
 
 def _is_midnight(value: datetime | None) -> bool:
@@ -362,6 +374,13 @@ class ErpStore:
             raise UnknownReference("unknown_representative", f"representative {code} does not exist")
         return row
 
+    async def _active_email(self, code: str) -> str:
+        """The e-mail of an active representative, read as a row (`_REPRESENTATIVE_EMAIL`)."""
+        found = (await self.session.exec(_REPRESENTATIVE_EMAIL, params={"of_code": code})).first()  # type: ignore[call-overload]
+        if found is None or found[1]:
+            raise UnknownReference("unknown_representative", f"representative {code} does not exist")
+        return str(found[0])
+
     # Business partners ---------------------------------------------------------------------
 
     async def get_partner(self, code: str) -> PartnerPublic:
@@ -456,8 +475,14 @@ class ErpStore:
     async def _known_partner(self, code: str) -> BusinessPartner:
         row = await self.session.get(BusinessPartner, code)
         if row is None or row.deleted:
-            raise UnknownPartner(f"business partner #{code}# does not exist in the ERP (R11)", partner_code=code)
+            raise _unknown_partner(code)
         return row
+
+    async def _partner_is_known(self, code: str) -> None:
+        """`_known_partner` read as a row (`_PARTNER_DELETED`), for a reference only."""
+        found = (await self.session.exec(_PARTNER_DELETED, params={"of_code": code})).first()  # type: ignore[call-overload]
+        if found is None or found[1]:
+            raise _unknown_partner(code)
 
     # Contact groups ------------------------------------------------------------------------
 
@@ -822,7 +847,7 @@ class ErpStore:
         if before.representative != row.representative:
             # R32: the mirror moves from the old owner's mailbox to the new one; both hear of it.
             previous = before.representative
-            owners.append(await self._get(Representative, previous, "representative"))
+            owners.append((await self._get(Representative, previous, "representative")).email)
         self._activity_changed(public, "updated", owners, previous=previous)
         return public
 
@@ -836,11 +861,11 @@ class ErpStore:
         await self.session.flush()
         public = activity_public(row)
         owner = await self._get(Representative, row.representative, "representative")
-        self._activity_changed(public, "deleted", [owner], previous=None)
+        self._activity_changed(public, "deleted", [owner.email], previous=None)
         return public
 
-    async def _validate_activity(self, row: Activity, changed: set[str] | None = None) -> Representative:
-        """The ERP's checks of an activity; returns its owner.
+    async def _validate_activity(self, row: Activity, changed: set[str] | None = None) -> str:
+        """The ERP's checks of an activity; returns its owner's e-mail.
 
         References are checked when set or changed (`changed` None: all, on create), so an
         activity whose partner or contact was deleted later can still be edited.
@@ -850,15 +875,15 @@ class ErpStore:
             return changed is None or field in changed
 
         if check("representative"):
-            owner = await self._active_representative(row.representative)
+            owner = await self._active_email(row.representative)
         else:
-            owner = await self._get(Representative, row.representative, "representative")
+            owner = (await self._get(Representative, row.representative, "representative")).email
         if check("participants"):
             for code in row.participants:
-                await self._active_representative(code)
+                await self._active_email(code)
             row.participants = _unique_lower(row.participants)
         if row.partner_code and check("partner_code"):
-            await self._known_partner(row.partner_code)
+            await self._partner_is_known(row.partner_code)
         if row.contact_id is not None and check("contact_id"):
             contact = await self.session.get(Contact, row.contact_id)
             if contact is None or contact.deleted:
@@ -930,7 +955,7 @@ class ErpStore:
             counter.last = number
 
     def _activity_changed(
-        self, activity: ActivityPublic, change: str, owners: list[Representative], *, previous: str | None
+        self, activity: ActivityPublic, change: str, owners: list[str], *, previous: str | None
     ) -> None:
         """One message per mailbox concerned: the owner's, and the previous owner's on reassignment.
 
@@ -951,11 +976,11 @@ class ErpStore:
         }
         if previous is not None:
             payload["previous_representative"] = previous
-        for rep in owners:
+        for email in owners:
             outbox.record(
                 self.session,
                 type=MessageType.ERP_CHANGED,
-                user=rep.email,
+                user=email,
                 kind=BUS_KIND[activity.kind],
                 payload=payload,
             )
