@@ -66,6 +66,11 @@ async def test_a_link_is_upserted_on_its_erp_key_with_its_journal_line_R21_R25(s
     await state.save_link(first, journal_entry(user=USER, outcome="created", erp_id="41", graph_id="AAA"))
     assert first.id is not None
 
+    # A link read earlier (it has an id) is updated by that id.
+    first.fingerprint = "fp1b"
+    await state.save_link(first)
+    assert [(r.id, r.fingerprint) for r in await _rows(state, Link)] == [(first.id, "fp1b")]
+
     # Another Link object for the same ERP record (no id: e.g. a relink) updates that row, not a second one.
     again = _link("41", "BBB", fingerprint="fp2")
     await state.save_link(again, journal_entry(user=USER, outcome="updated", erp_id="41", graph_id="BBB"))
