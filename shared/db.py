@@ -200,6 +200,16 @@ def _in_savepoint(connection: sqlalchemy.Connection, fn: Callable[[Any], Awaitab
         return False, exc
 
 
+def _begin(statement: str) -> Callable[[sqlalchemy.Connection], None]:
+    """A transaction's BEGIN, on the driver's connection: through SQLAlchemy's execution path
+    (`exec_driver_sql`) it cost about 8 % of a one-row read (docs/benchmarks.md, session 8)."""
+
+    def begin(conn: sqlalchemy.Connection) -> None:
+        conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+
+    return begin
+
+
 class SqliteThreads:
     """Units of work of one SQLite file run whole on worker threads: one for writes (so they take
     turns, in the order asked), a few for reads (WAL lets them run beside the writer).
@@ -219,8 +229,8 @@ class SqliteThreads:
             # pysqlite's own transaction handling off: SQLAlchemy's `begin` decides (docs: "Serializable
             # isolation / Savepoints / Transactional DDL" for pysqlite).
             event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
-        event.listen(self.writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        event.listen(self.reader, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(self.writer, "begin", _begin("BEGIN IMMEDIATE"))
+        event.listen(self.reader, "begin", _begin("BEGIN"))
         self._readers = readers
         # Made when first used, and again after `close` (like an engine after `dispose`).
         self._pools: dict[str, ThreadPoolExecutor] = {}
