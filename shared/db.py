@@ -210,6 +210,25 @@ def _begin(statement: str) -> Callable[[sqlalchemy.Connection], None]:
     return begin
 
 
+def _savepoints_on_the_driver(engine: sqlalchemy.Engine) -> None:
+    """SAVEPOINT, RELEASE and ROLLBACK TO of an engine run on the driver's connection, like `_begin`:
+    the group commit takes a savepoint per unit (`_in_savepoint`), and SQLAlchemy's default compiles
+    and executes each as a statement of its own. Same statements, same names, same order."""
+
+    def run(template: str) -> Callable[[sqlalchemy.Connection, str], None]:
+        def do(connection: sqlalchemy.Connection, name: str) -> None:
+            connection.connection.driver_connection.execute(template.format(name))  # type: ignore[union-attr]
+
+        return do
+
+    for method, template in (
+        ("do_savepoint", "SAVEPOINT {}"),
+        ("do_release_savepoint", "RELEASE SAVEPOINT {}"),
+        ("do_rollback_to_savepoint", "ROLLBACK TO SAVEPOINT {}"),
+    ):
+        setattr(engine.dialect, method, run(template))
+
+
 class SqliteThreads:
     """Units of work of one SQLite file run whole on worker threads: one for writes (so they take
     turns, in the order asked), a few for reads (WAL lets them run beside the writer).
@@ -230,6 +249,7 @@ class SqliteThreads:
             # isolation / Savepoints / Transactional DDL" for pysqlite).
             event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
         event.listen(self.writer, "begin", _begin("BEGIN IMMEDIATE"))
+        _savepoints_on_the_driver(self.writer)
         event.listen(self.reader, "begin", _begin("BEGIN"))
         self._readers = readers
         # Made when first used, and again after `close` (like an engine after `dispose`).
