@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -40,6 +40,25 @@ backlog = SampledGauge("erp_outbox_unsent", "Outbox rows not yet published to th
 backlog_age = SampledGauge("erp_outbox_oldest_unsent_seconds", "Age of the oldest unpublished outbox row", unit="s")
 
 
+def _message(*, type: MessageType, user: str, kind: Kind | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """The columns of one outbox message, with the current trace context."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {
+        "message_id": str(uuid.uuid4()),
+        "type": type.value,
+        "kind": kind.value if kind else None,
+        "user": user.lower(),
+        "payload": payload,
+        "traceparent": carrier.get("traceparent"),
+        "tracestate": carrier.get("tracestate"),
+        "occurred_at": utcnow(),
+        "sent_at": None,
+        "attempts": 0,
+        "last_error": None,
+    }
+
+
 def record(
     session: AsyncSession,
     *,
@@ -48,20 +67,21 @@ def record(
     kind: Kind | None,
     payload: dict[str, Any],
 ) -> OutboxMessage:
-    """Append one message to the outbox in the session's transaction, with the current trace context."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    row = OutboxMessage(
-        message_id=str(uuid.uuid4()),
-        type=type.value,
-        kind=kind.value if kind else None,
-        user=user.lower(),
-        payload=payload,
-        traceparent=carrier.get("traceparent"),
-        tracestate=carrier.get("tracestate"),
-    )
+    """Append one message to the outbox in the session's transaction (flushed with the session)."""
+    row = OutboxMessage(**_message(type=type, user=user, kind=kind, payload=payload))
     session.add(row)
     return row
+
+
+_APPEND = insert(OutboxMessage.__table__)  # type: ignore[attr-defined]
+
+
+async def append(
+    session: AsyncSession, *, type: MessageType, user: str, kind: Kind | None, payload: dict[str, Any]
+) -> None:
+    """`record` as one Core INSERT, at once: for the activity writes, whose rows are not ORM objects
+    either (ADR 0054)."""
+    await session.exec(_APPEND, params=_message(type=type, user=user, kind=kind, payload=payload))  # type: ignore[call-overload]
 
 
 def envelope_of(row: OutboxMessage, tenant: str) -> Envelope:
