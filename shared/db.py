@@ -200,33 +200,27 @@ def _in_savepoint(connection: sqlalchemy.Connection, fn: Callable[[Any], Awaitab
         return False, exc
 
 
-def _begin(statement: str) -> Callable[[sqlalchemy.Connection], None]:
-    """A transaction's BEGIN, on the driver's connection: through SQLAlchemy's execution path
-    (`exec_driver_sql`) it cost about 8 % of a one-row read (docs/benchmarks.md, session 8)."""
+def _on_the_driver(template: str) -> Callable[..., None]:
+    """`template` (formatted with the call's other arguments: a savepoint's name) run on the
+    driver's connection. Through SQLAlchemy's execution path (`exec_driver_sql`, or its default
+    savepoint methods, which compile a statement each time) a BEGIN cost about 8 % of a one-row
+    read (docs/benchmarks.md, session 8)."""
 
-    def begin(conn: sqlalchemy.Connection) -> None:
-        conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+    def run(conn: sqlalchemy.Connection, *names: str) -> None:
+        conn.connection.driver_connection.execute(template.format(*names))  # type: ignore[union-attr]
 
-    return begin
+    return run
 
 
 def _savepoints_on_the_driver(engine: sqlalchemy.Engine) -> None:
-    """SAVEPOINT, RELEASE and ROLLBACK TO of an engine run on the driver's connection, like `_begin`:
-    the group commit takes a savepoint per unit (`_in_savepoint`), and SQLAlchemy's default compiles
-    and executes each as a statement of its own. Same statements, same names, same order."""
-
-    def run(template: str) -> Callable[[sqlalchemy.Connection, str], None]:
-        def do(connection: sqlalchemy.Connection, name: str) -> None:
-            connection.connection.driver_connection.execute(template.format(name))  # type: ignore[union-attr]
-
-        return do
-
+    """SAVEPOINT, RELEASE and ROLLBACK TO of an engine on the driver's connection: the group commit
+    takes a savepoint per unit (`_in_savepoint`). Same statements, same names, same order."""
     for method, template in (
         ("do_savepoint", "SAVEPOINT {}"),
         ("do_release_savepoint", "RELEASE SAVEPOINT {}"),
         ("do_rollback_to_savepoint", "ROLLBACK TO SAVEPOINT {}"),
     ):
-        setattr(engine.dialect, method, run(template))
+        setattr(engine.dialect, method, _on_the_driver(template))
 
 
 class SqliteThreads:
@@ -248,9 +242,9 @@ class SqliteThreads:
             # pysqlite's own transaction handling off: SQLAlchemy's `begin` decides (docs: "Serializable
             # isolation / Savepoints / Transactional DDL" for pysqlite).
             event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
-        event.listen(self.writer, "begin", _begin("BEGIN IMMEDIATE"))
+        event.listen(self.writer, "begin", _on_the_driver("BEGIN IMMEDIATE"))
         _savepoints_on_the_driver(self.writer)
-        event.listen(self.reader, "begin", _begin("BEGIN"))
+        event.listen(self.reader, "begin", _on_the_driver("BEGIN"))
         self._readers = readers
         # Made when first used, and again after `close` (like an engine after `dispose`).
         self._pools: dict[str, ThreadPoolExecutor] = {}

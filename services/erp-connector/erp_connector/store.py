@@ -110,7 +110,7 @@ _PARTNERS = BusinessPartner.__table__  # type: ignore[attr-defined]
 _REPRESENTATIVE_EMAIL = select(_REPRESENTATIVES.c.email, _REPRESENTATIVES.c.deleted).where(
     _REPRESENTATIVES.c.code == bindparam("of_code")
 )
-_PARTNER_DELETED = select(_PARTNERS.c.code, _PARTNERS.c.deleted).where(_PARTNERS.c.code == bindparam("of_code"))
+_PARTNER_DELETED = select(_PARTNERS.c.deleted).where(_PARTNERS.c.code == bindparam("of_code"))
 _ACTIVITIES = Activity.__table__  # type: ignore[attr-defined]
 _ACTIVITY_COLUMNS = [c.name for c in _ACTIVITIES.columns if c.name != "id"]
 # A new activity is inserted as a row (every column has its value in Python already), not flushed
@@ -190,6 +190,10 @@ def _mirror_due(row: Activity, changed: set[str]) -> None:
         row.end = row.due
     elif "end" in changed and "due" not in changed:
         row.due = row.end
+
+
+def _unknown_representative(code: str) -> UnknownReference:
+    return UnknownReference("unknown_representative", f"representative {code} does not exist")
 
 
 def _unknown_partner(code: str) -> UnknownPartner:
@@ -376,14 +380,14 @@ class ErpStore:
     async def _active_representative(self, code: str) -> Representative:
         row = await self.session.get(Representative, code)
         if row is None or row.deleted:
-            raise UnknownReference("unknown_representative", f"representative {code} does not exist")
+            raise _unknown_representative(code)
         return row
 
     async def _active_email(self, code: str) -> str:
         """The e-mail of an active representative, read as a row (`_REPRESENTATIVE_EMAIL`)."""
         found = (await self.session.exec(_REPRESENTATIVE_EMAIL, params={"of_code": code})).first()  # type: ignore[call-overload]
         if found is None or found[1]:
-            raise UnknownReference("unknown_representative", f"representative {code} does not exist")
+            raise _unknown_representative(code)
         return str(found[0])
 
     # Business partners ---------------------------------------------------------------------
@@ -485,8 +489,8 @@ class ErpStore:
 
     async def _partner_is_known(self, code: str) -> None:
         """`_known_partner` read as a row (`_PARTNER_DELETED`), for a reference only."""
-        found = (await self.session.exec(_PARTNER_DELETED, params={"of_code": code})).first()  # type: ignore[call-overload]
-        if found is None or found[1]:
+        deleted = (await self.session.exec(_PARTNER_DELETED, params={"of_code": code})).first()  # type: ignore[call-overload]
+        if deleted is None or deleted:  # one column: a scalar, None when there is no such partner
             raise _unknown_partner(code)
 
     # Contact groups ------------------------------------------------------------------------

@@ -86,8 +86,14 @@ class UnitOfWork:
             model = await fn(ErpStore(session, refuse_overlaps=self.refuse_overlaps, origin=request.origin))
             body = model.model_dump(mode="json")
             if key:
-                record = {"key": key, "fingerprint": request.fingerprint, "status_code": status_code, "body": body}
-                await session.exec(_REMEMBER, params={**record, "created_at": utcnow()})  # type: ignore[call-overload]
+                record = {
+                    "key": key,
+                    "fingerprint": request.fingerprint,
+                    "status_code": status_code,
+                    "body": body,
+                    "created_at": utcnow(),
+                }
+                await session.exec(_REMEMBER, params=record)  # type: ignore[call-overload]
             return WriteResult(status_code, body)
 
         try:

@@ -579,8 +579,7 @@ class Engine:
         pending = known is None or known.pending
         removed = "@removed" in raw
         if removed and row is None:
-            if pending:
-                await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
+            await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True, pending=pending)
             return
         if not force and not removed and _unchanged(raw, row):
             # R22: the version sync-core last read or wrote itself — typically the echo of its own
@@ -599,8 +598,7 @@ class Engine:
             full = await ctx.mailbox.get(collection_kind, graph_id)
         if full is None:
             if row is None:
-                if pending:
-                    await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True)
+                await self._settle_pending_creates(ctx, collection_kind, graph_id, gone=True, pending=pending)
                 return
             kind = Kind(row.kind)
             erp_item = await self.erp_item(kind, await self.erp.get(erp_collection(kind), row.erp_id))
@@ -921,10 +919,8 @@ class Engine:
                 result = await self.erp.create(collection, body, key=key)
             outcome = "created"
         elif row is None:
-            earlier = (
-                await self._settle_pending_creates(ctx, kind, graph_id, gone=False, settled=settled)
-                if pending
-                else None
+            earlier = await self._settle_pending_creates(
+                ctx, kind, graph_id, gone=False, settled=settled, pending=pending
             )
             if earlier is not None:
                 # An earlier create of this item was applied (its answer lost): updated, not made twice.
@@ -1003,19 +999,28 @@ class Engine:
         self._observe_latency(item, OUTLOOK_TO_ERP, kind)
 
     async def _settle_pending_creates(
-        self, ctx: UserContext, kind: Kind, graph_id: str, *, gone: bool, settled: list[int] | None = None
+        self,
+        ctx: UserContext,
+        kind: Kind,
+        graph_id: str,
+        *,
+        gone: bool,
+        settled: list[int] | None = None,
+        pending: bool = True,
     ) -> dict[str, Any] | None:
         """ERP creates of this Outlook item that got no answer, replayed with their idempotency keys:
         the ERP answers with the record the first attempt made (or makes it now). When the item is
         gone from Outlook they are deleted (R20) and forgotten; otherwise the first is returned, to be
         updated and linked, any other deleted (one ERP record per item), and their ids are added to
         `settled`: they are forgotten with the link, in its transaction (a crash before it replays
-        them again)."""
-        pending = await self.state.pending_creates(ctx.email, collection_of(kind), graph_id)
+        them again). `pending` False: the item's delta page found none (`Known`), nothing to read."""
         if not pending:
             return None
+        entries = await self.state.pending_creates(ctx.email, collection_of(kind), graph_id)
+        if not entries:
+            return None
         kept: dict[str, Any] | None = None
-        for entry in pending:
+        for entry in entries:
             try:
                 record = await self.erp.create(entry.erp_collection, entry.body, key=entry.key)
             except ErpRefused:
@@ -1040,7 +1045,7 @@ class Engine:
                     graph_id=graph_id,
                 )
             )
-        ids = [e.id for e in pending if e.id is not None]
+        ids = [e.id for e in entries if e.id is not None]
         if gone or settled is None:
             await self.state.drop_pending_creates(ids)
         else:

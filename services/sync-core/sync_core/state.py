@@ -51,17 +51,16 @@ def _link_upsert() -> TextClause:
     """`INSERT … ON CONFLICT (user, kind, erp_id) DO UPDATE … RETURNING id`, in the syntax SQLite
     (3.35+) and PostgreSQL share. Written as text: SQLAlchemy 2.0 compiles its dialects' ON CONFLICT
     constructs again at every execution (they have no cache key); a text statement is compiled once."""
-    table = Link.__table__  # type: ignore[attr-defined]
     columns = ["user", "kind", "erp_id", *_LINK_FIELDS]
     names = ", ".join(f'"{c}"' for c in columns)
     slots = ", ".join(f":{c}" for c in columns)
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in _LINK_FIELDS)
     # Built from the table's own names only, never from data: values go in as bound parameters.
     sql = (
-        f"INSERT INTO {table.name} ({names}) VALUES ({slots}) "  # noqa: S608
+        f"INSERT INTO {_LINKS.name} ({names}) VALUES ({slots}) "  # noqa: S608
         f'ON CONFLICT ("user", "kind", "erp_id") DO UPDATE SET {updates} RETURNING id'
     )
-    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+    return text(sql).bindparams(*(bindparam(c, type_=_LINKS.c[c].type) for c in columns))
 
 
 _LINK_UPSERT = _link_upsert()
