@@ -26,7 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ class Profile:
     webhook_batch: int = 10
     webhook_connections: int = 4
     webhook_rounds: int = 3
+    # sync-core's consumer processes (SYNC_CORE_WORKERS, ADR 0055): one per core of this machine.
+    sync_core_workers: int = 2
     e2e_users: int = 20
     e2e_rate: float = 200.0
     e2e_s: float = 8.0
@@ -141,7 +143,10 @@ class Run:
         self._shared: Stack | None = None
 
     def stack(self, name: str, *, without: tuple[str, ...] = ()) -> Stack:
-        env = {"GRAPH_SIM_NOTIFICATION_HISTORY_SIZE": "200000"}
+        env = {
+            "GRAPH_SIM_NOTIFICATION_HISTORY_SIZE": "200000",
+            "SYNC_CORE_WORKERS": str(self.profile.sync_core_workers),
+        }
         if self.sink is not None:
             env.update(self.sink.env())
         if self.profile.shared_stack:
@@ -501,8 +506,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", help="comma-separated services to record with py-spy, e.g. sync-core,erp-connector")
     parser.add_argument("--trace", action="store_true", help="export spans to the bench and report latency by span")
     parser.add_argument("--initial-full", action="store_true", help="run the initial sync to the end, however long")
+    parser.add_argument(
+        "--e2e-rate",
+        type=float,
+        help="changes/s offered in the e2e scenarios instead of the profile's (diagnosis: where the latency knee is;"
+        " the goals are for 200/s)",
+    )
+    parser.add_argument("--sync-core-workers", type=int, help="SYNC_CORE_WORKERS of the stacks (default: profile's)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
+    if args.e2e_rate:
+        profile = replace(profile, e2e_rate=args.e2e_rate)
+    if args.sync_core_workers:
+        profile = replace(profile, sync_core_workers=args.sync_core_workers)
     only = set((args.only or ",".join(SCENARIOS)).split(","))
     unknown = only - set(SCENARIOS)
     if unknown:
@@ -541,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"start": at_start, "end": machine.describe()},
         "settings": asdict(profile) | {"database": "postgresql" if DATABASE_URL else "sqlite"},
         "rss_peak_mb": {k: round(v, 1) for k, v in run.rss.peak_mb.items()},
+        "rss_peak_total_mb": {k: round(v, 1) for k, v in run.rss.peak_total_mb.items()},
         "details": run.details,
         "run_dir": str(run.dir),
     }

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,14 @@ def free_ports(count: int) -> list[int]:
 
 
 class RssSampler:
-    """Peak resident memory of every service process, sampled in a thread while the bench runs."""
+    """Peak resident memory of every service process, sampled in a thread while the bench runs:
+    `peak_mb`, of a service's largest process (the goal is per process); `peak_total_mb`, of all its
+    processes together (sync-core's workers, ADR 0055)."""
 
     def __init__(self, interval_s: float = 0.25) -> None:
         self.interval_s = interval_s
         self.peak_mb: dict[str, float] = {}
+        self.peak_total_mb: dict[str, float] = {}
         self._procs: dict[str, psutil.Process] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,15 +89,23 @@ class RssSampler:
             procs = list(self._procs.items())
         for name, proc in procs:
             try:
-                rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+                each = [p.memory_info().rss / 2**20 for p in [proc, *proc.children(recursive=True)]]
             except psutil.Error:
                 continue
-            if rss > self.peak_mb.get(name, 0.0):
-                self.peak_mb[name] = rss
+            self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), *each)
+            self.peak_total_mb[name] = max(self.peak_total_mb.get(name, 0.0), sum(each))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    """A service's own child processes (sync-core's workers), counted with it."""
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
 
 
 def broker_pid() -> int | None:
@@ -111,11 +123,14 @@ def postgres_processes() -> list[psutil.Process]:
 
 class CpuMeter:
     """CPU seconds each process of the run used between `start()` and `stop()`; a group (the
-    PostgreSQL server: a process per connection) sums its processes, one started meanwhile from zero
-    (one that ended meanwhile is missed: the services' pools keep theirs)."""
+    PostgreSQL server: a process per connection; a service and its worker processes) sums its
+    processes, one started meanwhile from zero (one that ended meanwhile is missed: the services'
+    pools keep theirs)."""
 
     def __init__(
-        self, pids: dict[str, int], groups: dict[str, Callable[[], list[psutil.Process]]] | None = None
+        self,
+        pids: dict[str, int],
+        groups: dict[str, Callable[[], list[psutil.Process]]] | None = None,
     ) -> None:
         self.procs = {}
         for name, pid in pids.items():
@@ -331,7 +346,12 @@ class Stack:
         if broker is not None:
             pids["rabbitmq"] = broker
         pids["bench-client"] = os.getpid()
-        return CpuMeter(pids, {"postgresql": postgres_processes} if DATABASE_URL else None)
+        groups: dict[str, Callable[[], list[psutil.Process]]] = {
+            name: partial(_children, pid) for name, pid in pids.items() if name in SERVICES
+        }
+        if DATABASE_URL:
+            groups["postgresql"] = postgres_processes
+        return CpuMeter(pids, groups)
 
     def stop_service(self, name: str) -> None:
         """Stop one service (SIGTERM, then SIGKILL) and forget it; the others keep running."""

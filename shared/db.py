@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import fcntl
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -223,6 +225,34 @@ def _savepoints_on_the_driver(engine: sqlalchemy.Engine) -> None:
         setattr(engine.dialect, method, _on_the_driver(template))
 
 
+class _WriterTurns:
+    """Writers of one SQLite file in several processes (sync-core's workers, ADR 0055) take turns on
+    an exclusive `flock` of a file beside it, held from before `BEGIN IMMEDIATE` to after the commit.
+    SQLite's own busy handler polls with sleeps (1, 2, 5, 10 … 100 ms); the kernel wakes the next
+    writer as soon as the lock is released, in turn. A process that does not take it (a migration, a
+    CLI) still meets the busy timeout, as before. Used on the writer thread only."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        if self.path is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class SqliteThreads:
     """Units of work of one SQLite file run whole on worker threads: one for writes (so they take
     turns, in the order asked), a few for reads (WAL lets them run beside the writer).
@@ -234,6 +264,8 @@ class SqliteThreads:
 
     def __init__(self, url: str, *, readers: int = 2) -> None:
         ensure_sqlite_dir(url)
+        database = make_url(url).database
+        self._turns = _WriterTurns(f"{database}.writer" if database and database != ":memory:" else None)
         common: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
         self.reader = sqlalchemy.create_engine(sync_url(url), pool_size=readers, **common)
         self.writer = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
@@ -271,7 +303,7 @@ class SqliteThreads:
         return await asyncio.get_running_loop().run_in_executor(pool, context.run, call, arg)
 
     def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        with Session(self.writer, expire_on_commit=False) as session, session.begin():
+        with self._turns, Session(self.writer, expire_on_commit=False) as session, session.begin():
             return run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
 
     def _write_all(self, units: list[Unit]) -> list[tuple[bool, Any]]:
@@ -279,7 +311,7 @@ class SqliteThreads:
         that raises is undone alone, the others commit together. Nobody hears of a success before
         the commit: the caller answers after this returns."""
         outcomes: list[tuple[bool, Any]] = []
-        with self.writer.connect() as connection, connection.begin():
+        with self._turns, self.writer.connect() as connection, connection.begin():
             for unit in units:
                 outcomes.append(unit.context.run(_in_savepoint, connection, unit.fn))
         return outcomes
@@ -294,6 +326,7 @@ class SqliteThreads:
             pool.shutdown(wait=True)
         self.writer.dispose()
         self.reader.dispose()
+        self._turns.close()
 
 
 class Transactions:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import re
+import socket
 import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -169,7 +170,9 @@ def setup_telemetry(
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-        resource = Resource.create({"service.name": service_name})
+        # One instance per process: a replica's sync-core workers export their own series (ADR 0055).
+        instance = f"{socket.gethostname()}:{os.getpid()}"
+        resource = Resource.create({"service.name": service_name, "service.instance.id": instance})
         processors = SpanProcessors()
         tracer_provider = TracerProvider(
             resource=resource, sampler=RecordWhenExported(processors), active_span_processor=processors

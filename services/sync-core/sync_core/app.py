@@ -28,6 +28,7 @@ from sync_core.models import JournalEntry, UserState
 from sync_core.reconcile import Reconciler
 from sync_core.settings import SyncCoreSettings, get_settings
 from sync_core.state import State
+from sync_core.workers import Workers, own_shards, report_ready
 
 log = logging.getLogger(__name__)
 SERVICE = "sync-core"
@@ -36,8 +37,9 @@ SERVICE = "sync-core"
 class Runtime:
     """Everything the running service holds; built in the lifespan, reachable as `app.state.rt`."""
 
-    def __init__(self, settings: SyncCoreSettings) -> None:
+    def __init__(self, settings: SyncCoreSettings, worker_index: int = 0) -> None:
         self.settings = settings
+        self.worker_index = worker_index
         self.engine_db = db.create_engine(settings.sync_database_url)
         self.state = State(db.session_factory(self.engine_db))
         self.bus = Bus(settings, SERVICE)
@@ -58,6 +60,9 @@ class Runtime:
         self.admins = Admins(self.state.sessions, settings)
         self.reconciler = Reconciler(self)
         self._connector: asyncio.Task[None] | None = None
+        # The main process (index 0) serves HTTP, reconciles and samples gauges; workers only consume.
+        self.main = worker_index == 0
+        self.workers = Workers(settings.sync_core_workers, settings) if self.main and settings.consume else None
         # Gauges sampled on a schedule: every queue of the topology, per-user health (R35).
         self.metrics = Sampler(SERVICE, [QueueProbe(self.bus), UserHealthProbe(self.user_health)])
 
@@ -70,8 +75,9 @@ class Runtime:
 
     async def start(self) -> None:
         self._connector = asyncio.create_task(self._connect_bus())
-        self.metrics.start()
-        if self.settings.consume:
+        if self.main:
+            self.metrics.start()
+        if self.settings.consume and self.main:
             self.reconciler.start()
 
     async def _connect_bus(self) -> None:
@@ -85,8 +91,21 @@ class Runtime:
                 log.warning("broker not reachable (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
-        if self.settings.consume:
-            for shard in range(self.settings.sync_shards):
+        if not self.settings.consume:
+            return
+        # Own shards first, then (main process) the workers, then every other shard as their standby:
+        # the order of subscription decides which consumer is active (ADR 0055).
+        s = self.settings
+        own = own_shards(s.sync_shards, s.sync_core_workers, self.worker_index)
+        for shard in own:
+            await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
+        if self.workers is None:
+            report_ready()
+            return
+        if self.workers.children:
+            await self.workers.start()
+        for shard in range(s.sync_shards):
+            if shard not in own:
                 await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
 
     async def stop(self) -> None:
@@ -95,7 +114,9 @@ class Runtime:
         if self._connector is not None:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
-        await self.bus.close()
+        # Workers drain their running handlers while this process drains its own.
+        stopping = [self.bus.close()] + ([self.workers.stop()] if self.workers is not None else [])
+        await asyncio.gather(*stopping)
         try:
             await self.engine.aclose()
         except Exception:
@@ -137,7 +158,10 @@ def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
         rt: Runtime | None = getattr(app.state, "rt", None)
         if rt is None:
             return {}
-        return {"broker": rt.bus.ping, "database": lambda: database_ready(rt.engine_db)}
+        checks: dict = {"broker": rt.bus.ping, "database": lambda: database_ready(rt.engine_db)}
+        if rt.workers is not None and rt.workers.children:
+            checks["workers"] = rt.workers.check
+        return checks
 
     app.include_router(health_router(checks))
     api.install(app)

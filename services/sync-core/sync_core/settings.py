@@ -28,6 +28,10 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     auto_migrate: bool = True
     # Consume the work queues (off for a read-only console replica).
     consume: bool = True
+    # Processes of this replica that consume (ADR 0055): the main one (HTTP, console, reconciliation)
+    # and `sync_core_workers` - 1 workers, each the primary consumer of its share of the shards. One
+    # process runs on one core at most; 2 on a 2-core machine.
+    sync_core_workers: int = Field(default=1, ge=1, le=64)
     # How long representative settings and business partners are cached before being read again from the ERP.
     settings_cache_s: float = 30.0
     # Delta rounds: items per page asked of Graph (Prefer: odata.maxpagesize), and how many items of
