@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy import event
 from sqlmodel import select
 
 from shared import db
@@ -17,14 +16,14 @@ from shared.envelope import Envelope
 from shared.graph.client import GraphClient
 from shared.health import database_ready, health_router
 from shared.logs import setup_logging
-from shared.metrics import QueueProbe, Sampler, UserHealthProbe, count_journal_failure
+from shared.metrics import QueueProbe, Sampler, UserHealthProbe
 from shared.telemetry import instrument_app, setup_telemetry
 from sync_core import api, console
 from sync_core.adapters.erp import ErpClient
 from sync_core.auth import Admins
 from sync_core.db import migrate
 from sync_core.engine import Engine
-from sync_core.models import JournalEntry, UserState
+from sync_core.models import UserState
 from sync_core.reconcile import Reconciler
 from sync_core.settings import SyncCoreSettings, get_settings
 from sync_core.state import State
@@ -124,13 +123,6 @@ class Runtime:
         await self.erp.close()
         await self.graph.aclose()
         await self.engine_db.dispose()
-
-
-@event.listens_for(JournalEntry, "after_insert")
-def _count_failed_journal_line(mapper: object, connection: object, entry: JournalEntry) -> None:
-    """Journal failures per user (hashed) as a metric, whichever code path wrote the line."""
-    if entry.outcome == "failed":
-        count_journal_failure(entry.user, entry.kind, entry.direction)
 
 
 def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
