@@ -20,6 +20,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from shared.gather import Call, Gather, answer_with, settle
 
@@ -142,14 +143,30 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class BlockingSession:
-    """The part of `AsyncSession` that units of work use, over a blocking `Session`.
+    """The part of `AsyncSession` that units of work use, over a blocking connection in a transaction.
 
     Its coroutines finish without suspending, so a coroutine that awaits only these runs to its end
-    in one `run_to_end` call, on whatever thread holds the session.
+    in one `run_to_end` call, on whatever thread holds the connection.
+
+    Core statements (on tables, text) run on the connection itself; the ORM `Session` is made only
+    when the unit first uses the ORM (an entity query, `get`, `add`, `delete`), and from then on
+    everything goes through it, so its autoflush sees every statement. A session costs more than a
+    one-row statement (docs/benchmarks.md, session 9). `finish` flushes what the ORM holds.
     """
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, connection: sqlalchemy.Connection) -> None:
+        self.connection = connection
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            # Joins the connection's transaction (or savepoint); only the caller commits or rolls back.
+            self._session = Session(bind=self.connection, join_transaction_mode="rollback_only", expire_on_commit=False)
+        return self._session
+
+    def _core(self, statement: Any) -> bool:
+        return self._session is None and statement._propagate_attrs.get("compile_state_plugin") != "orm"
 
     def add(self, instance: Any) -> None:
         self.session.add(instance)
@@ -157,20 +174,47 @@ class BlockingSession:
     async def get(self, model: Any, key: Any, **kw: Any) -> Any:
         return self.session.get(model, key, **kw)
 
-    async def exec(self, statement: Any, **kw: Any) -> Any:
-        return self.session.exec(statement, **kw)
+    async def exec(self, statement: Any, *, params: Any = None, **kw: Any) -> Any:
+        if not self._core(statement) or kw:
+            return self.session.exec(statement, params=params, **kw)
+        result = self.connection.execute(statement, params)
+        return result.scalars() if isinstance(statement, SelectOfScalar) else result  # as sqlmodel's exec
 
     async def execute(self, statement: Any, *args: Any, **kw: Any) -> Any:
-        return self.session.execute(statement, *args, **kw)
+        if not self._core(statement) or kw:
+            return self.session.execute(statement, *args, **kw)
+        return self.connection.execute(statement, *args)
 
     async def flush(self) -> None:
-        self.session.flush()
+        if self._session is not None:
+            self._session.flush()
 
     async def delete(self, instance: Any) -> None:
         self.session.delete(instance)
 
     def get_bind(self) -> Any:
-        return self.session.get_bind()
+        return self.connection
+
+    def finish(self) -> None:
+        """Write what the ORM session holds (the unit returned; its transaction commits next)."""
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+def _run_unit(connection: sqlalchemy.Connection, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """`fn` on a `BlockingSession` of `connection`, in whatever transaction it is in."""
+    session = BlockingSession(connection)
+    try:
+        result: T = run_to_end(fn(session))  # type: ignore[arg-type]
+        session.finish()
+        return result
+    finally:
+        session.close()
 
 
 def run_to_end(coro: Coroutine[Any, Any, T]) -> T:
@@ -193,11 +237,8 @@ class Unit(Call):
 
 def _in_savepoint(connection: sqlalchemy.Connection, fn: Callable[[Any], Awaitable[Any]]) -> tuple[bool, Any]:
     try:
-        with (
-            Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as session,
-            session.begin(),
-        ):
-            return True, run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
+        with connection.begin_nested():
+            return True, _run_unit(connection, fn)
     except Exception as exc:
         return False, exc
 
@@ -303,8 +344,8 @@ class SqliteThreads:
         return await asyncio.get_running_loop().run_in_executor(pool, context.run, call, arg)
 
     def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        with self._turns, Session(self.writer, expire_on_commit=False) as session, session.begin():
-            return run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
+        with self._turns, self.writer.connect() as connection, connection.begin():
+            return _run_unit(connection, fn)
 
     def _write_all(self, units: list[Unit]) -> list[tuple[bool, Any]]:
         """One transaction, each unit in a savepoint of its own and in its caller's context: a unit
@@ -317,8 +358,8 @@ class SqliteThreads:
         return outcomes
 
     def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        with Session(self.reader, expire_on_commit=False) as session:
-            return run_to_end(fn(BlockingSession(session)))  # type: ignore[arg-type]
+        with self.reader.connect() as connection, connection.begin():
+            return _run_unit(connection, fn)
 
     def close(self) -> None:
         pools, self._pools = self._pools, {}

@@ -99,3 +99,51 @@ async def test_a_saved_link_drops_the_pending_creates_it_settles_in_its_transact
     assert set(links) == {"AAA"} and links["AAA"].erp_id == "7"
     assert pending == {"CCC"}, "only the settled pending create is gone"
     assert [p.id for p in await _rows(state, PendingCreate)] == [other.id]
+
+
+async def test_a_delta_cursor_is_saved_updated_read_and_dropped_per_collection_R29(state: State) -> None:
+    assert await state.cursor(USER, "event") is None
+    await state.set_cursor(USER, "event", "https://graph/delta?token=1")
+    await state.set_cursor(USER, "contact", "https://graph/delta?token=c")
+    await state.set_cursor(USER, "event", "https://graph/delta?token=2")
+    assert await state.cursor(USER, "event") == "https://graph/delta?token=2"
+    assert await state.cursor(USER, "contact") == "https://graph/delta?token=c"
+    assert await state.cursor("someone@else.example", "event") is None
+    await state.set_cursor(USER, "event", None)
+    assert await state.cursor(USER, "event") is None
+    assert await state.cursor(USER, "contact") == "https://graph/delta?token=c"
+
+
+async def test_links_read_by_either_id_carry_every_field_R21(state: State) -> None:
+    saved = _link("99", "G99")
+    saved.erp_version = 3
+    saved.graph_change_key = "ck"
+    await state.save_link(saved)
+    by_erp = await state.link_by_erp_id(USER, Kind.EVENT, "99")
+    by_graph = await state.link_by_graph_id(USER, Kind.EVENT, "G99")
+    assert by_erp is not None and by_graph is not None
+    for found in (by_erp, by_graph):
+        assert (found.id, found.graph_id, found.erp_version, found.graph_change_key) == (saved.id, "G99", 3, "ck")
+        assert found.synced_at is not None
+    assert await state.link_by_erp_id(USER, Kind.TASK, "99") is None
+    assert await state.link_by_graph_id(USER, Kind.EVENT, "nope") is None
+    pending = await _pending(state, "G100")
+    assert pending.id is not None
+
+
+async def test_journal_lines_are_written_and_failures_counted(state: State) -> None:
+    """Written without the ORM: the failure counter (sync_journal_failures_total) still sees them."""
+    from shared import metrics
+
+    counted: list[tuple[str, str | None, str | None]] = []
+    original = metrics.count_journal_failure
+    import sync_core.state as state_module
+
+    state_module.count_journal_failure = lambda user, kind, direction: counted.append((user, kind, direction))
+    try:
+        await state.journal(journal_entry(user=USER, outcome="failed", kind=Kind.EVENT, direction="outlook_to_erp"))
+        await state.journal(journal_entry(user=USER, outcome="created", kind=Kind.EVENT))
+    finally:
+        state_module.count_journal_failure = original
+    assert [j.outcome for j in await _rows(state, JournalEntry)] == ["failed", "created"]
+    assert counted == [(USER, "event", "outlook_to_erp")]

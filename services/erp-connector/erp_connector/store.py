@@ -923,14 +923,15 @@ class ErpStore:
                 select(Representative.code).where(Representative.code == row.representative).with_for_update()
             )
         params = {"representative": row.representative, "start": row.start, "end": row.end, "other_than": row.id or 0}
-        other = (await self.session.execute(_OVERLAPPING_MEETING, params)).first()
+        other = (await self.session.exec(_OVERLAPPING_MEETING, params=params)).first()
         if other is not None:
+            other_id, chrono, start, end = other
             raise Overlap(
-                f"representative {row.representative} already has meeting {other.chrono} "
-                f"from {other.start:%Y-%m-%dT%H:%MZ} to {other.end:%Y-%m-%dT%H:%MZ} (R15): "
+                f"representative {row.representative} already has meeting {chrono} "
+                f"from {start:%Y-%m-%dT%H:%MZ} to {end:%Y-%m-%dT%H:%MZ} (R15): "
                 "move one of them or turn off overlap refusal",
-                conflicting_id=other.id,
-                conflicting_chrono=other.chrono,
+                conflicting_id=other_id,
+                conflicting_chrono=chrono,
             )
 
     async def _next_chrono(self, kind: ActivityKind) -> str:

@@ -72,7 +72,7 @@ _PENDING_COLUMNS = [c.name for c in _PENDING.columns if c.name != "id"]
 # A collection's delta cursor: read, updated (then inserted if it had none) and dropped by its keys.
 _CURSORS = DeltaCursor.__table__  # type: ignore[attr-defined]
 _CURSOR_KEY = (_CURSORS.c.user == bindparam("of_user")) & (_CURSORS.c.collection == bindparam("of_collection"))
-_CURSOR_OF = select(_CURSORS.c.delta_link).where(_CURSOR_KEY)
+_CURSOR_OF = core_select(_CURSORS.c.delta_link).where(_CURSOR_KEY)
 _UPDATE_CURSOR = update(_CURSORS).where(_CURSOR_KEY)
 _INSERT_CURSOR = insert(_CURSORS)
 _DROP_CURSOR = delete(_CURSORS).where(_CURSOR_KEY)
@@ -143,8 +143,8 @@ class State:
         key = {"of_user": user, "of_collection": collection_of(kind), "ids": graph_ids}
 
         async def read(s: AsyncSession) -> tuple[dict[str, Link], set[str]]:
-            rows = (await s.execute(_LINKS_BY_GRAPH_IDS, key)).all()
-            pending = (await s.execute(_PENDING_GRAPH_IDS, key)).scalars()
+            rows = (await s.exec(_LINKS_BY_GRAPH_IDS, params=key)).all()  # type: ignore[call-overload]
+            pending = (await s.exec(_PENDING_GRAPH_IDS, params=key)).scalars()  # type: ignore[call-overload]
             return {row.graph_id: _link_of(row) for row in rows}, set(pending)
 
         return await self.tx.read(read)
@@ -336,7 +336,7 @@ async def _run(s: AsyncSession, statement: Any, then: Any = None) -> None:
 
 
 async def _scalar(s: AsyncSession, statement: Any, params: dict[str, Any]) -> Any:
-    return (await s.execute(statement, params)).scalar()
+    return (await s.exec(statement, params=params)).scalar()
 
 
 def _link_of(row: Any) -> Link:
@@ -344,7 +344,7 @@ def _link_of(row: Any) -> Link:
 
 
 async def _one_link(s: AsyncSession, statement: Any, params: dict[str, Any]) -> Link | None:
-    row = (await s.execute(statement, params)).first()
+    row = (await s.exec(statement, params=params)).first()
     return _link_of(row) if row is not None else None
 
 
