@@ -53,16 +53,22 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    # busy_timeout waits instead of failing at once (first: switching a new file to WAL needs the
-    # file to itself, and another connection may be opening it); WAL lets readers run beside the
-    # one writer.
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+def _pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def set_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        # busy_timeout waits instead of failing at once (first: switching a new file to WAL needs the
+        # file to itself, and another connection may be opening it); WAL lets readers run beside the
+        # one writer.
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return set_pragmas
+
+
+_sqlite_pragmas = _pragmas(10_000)
 
 
 # libpq's TCP settings for PostgreSQL unless the URL sets them: a connection whose peer vanished
@@ -266,6 +272,11 @@ def _savepoints_on_the_driver(engine: sqlalchemy.Engine) -> None:
         setattr(engine.dialect, method, _on_the_driver(template))
 
 
+def _busy(exc: sqlalchemy.exc.OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return "locked" in message or "busy" in message
+
+
 class _WriterTurns:
     """Writers of one SQLite file in several processes (sync-core's workers, ADR 0055) take turns on
     an exclusive `flock` of a file beside it, held from before `BEGIN IMMEDIATE` to after the commit.
@@ -310,14 +321,18 @@ class SqliteThreads:
         common: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
         self.reader = sqlalchemy.create_engine(sync_url(url), pool_size=readers, **common)
         self.writer = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
-        for engine in (self.reader, self.writer):
-            event.listen(engine, "connect", _sqlite_pragmas)
+        # The event loop's own connection, for keyed reads run in place (`read_here`): it never waits
+        # for a lock (busy_timeout 0; such a read goes to a reader thread instead).
+        self.here = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
+        for engine in (self.reader, self.writer, self.here):
+            event.listen(engine, "connect", _pragmas(0) if engine is self.here else _sqlite_pragmas)
             # pysqlite's own transaction handling off: SQLAlchemy's `begin` decides (docs: "Serializable
             # isolation / Savepoints / Transactional DDL" for pysqlite).
             event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
         event.listen(self.writer, "begin", _on_the_driver("BEGIN IMMEDIATE"))
         _savepoints_on_the_driver(self.writer)
         event.listen(self.reader, "begin", _on_the_driver("BEGIN"))
+        event.listen(self.here, "begin", _on_the_driver("BEGIN"))
         self._readers = readers
         # Made when first used, and again after `close` (like an engine after `dispose`).
         self._pools: dict[str, ThreadPoolExecutor] = {}
@@ -335,6 +350,17 @@ class SqliteThreads:
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         return await self._on("read", self._readers, contextvars.copy_context(), self._read, fn)
+
+    def read_here(self, fn: Callable[[Any], Awaitable[T]]) -> tuple[bool, T | None]:
+        """`fn` as a read transaction on the calling thread: (True, its result), or (False, None) when
+        the file was busy (a lock held during WAL recovery, say) and nothing was waited for."""
+        try:
+            with self.here.connect() as connection, connection.begin():
+                return True, _run_unit(connection, fn)
+        except sqlalchemy.exc.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            return False, None
 
     async def _on(self, name: str, threads: int, context: contextvars.Context, call: Callable[..., T], arg: Any) -> T:
         pool = self._pools.get(name)
@@ -367,6 +393,7 @@ class SqliteThreads:
             pool.shutdown(wait=True)
         self.writer.dispose()
         self.reader.dispose()
+        self.here.dispose()
         self._turns.close()
 
 
@@ -404,6 +431,17 @@ class Transactions:
             return await self.threads.read(fn)
         async with self.sessions() as session:
             return await fn(session)
+
+    async def read_keyed(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """A read of a few rows found through an index (a link by its ids, a cursor): on a SQLite file
+        it runs in place, on the event loop's thread (ADR 0056). Such a read takes tens of
+        microseconds; handing it to a thread and back cost several times that in CPU. A file that is
+        busy (nothing is waited for in place) sends it to a reader thread. Elsewhere, as `read`."""
+        if self.threads is not None:
+            done, value = self.threads.read_here(fn)
+            if done:
+                return value  # type: ignore[return-value]
+        return await self.read(fn)
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         if self._group is not None:

@@ -173,3 +173,61 @@ async def test_writes_that_queue_up_commit_together_each_undone_alone_when_it_fa
 
 async def all_user_names(s: Any, tag: str) -> list[str]:
     return [r.user for r in (await s.exec(select(UserState).where(col(UserState.user).startswith(tag)))).all()]
+
+
+async def test_a_keyed_read_runs_in_place_and_goes_to_a_thread_when_the_file_is_busy(
+    tmp_path: Any,
+) -> None:
+    """ADR 0056: on a SQLite file a keyed read runs on the caller's thread; a file locked by another
+    process's writer is not waited for there (the event loop would stall) but on a reader thread."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    where: list[str] = []
+
+    async def read(s: Any) -> int:
+        where.append(threading.current_thread().name)
+        return int((await s.execute(text("SELECT x FROM t"))).scalar())
+
+    def made(name: str) -> tuple[sqlite3.Connection, db.SqliteThreads]:
+        raw = sqlite3.connect(tmp_path / name, isolation_level=None)
+        raw.execute("CREATE TABLE t (x INTEGER)")
+        raw.execute("INSERT INTO t VALUES (7)")
+        return raw, db.SqliteThreads(f"sqlite:///{tmp_path / name}")
+
+    raw, threads = made("free.db")
+    try:
+        assert threads.read_here(read) == (True, 7)
+        assert where == [threading.current_thread().name]
+    finally:
+        raw.close()
+        threads.close()
+
+    # A rollback-journal file held by another writer: the in-place read cannot even open it.
+    raw, threads = made("locked.db")
+    try:
+        raw.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        assert threads.read_here(read) == (False, None)
+        assert time.monotonic() - started < 1.0, "nothing is waited for in place"
+        # A reader thread waits (busy_timeout) for the lock, without stalling the loop.
+        waiting = asyncio.create_task(threads.read(read))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        raw.execute("COMMIT")
+        assert await waiting == 7
+        assert where[-1] != threading.current_thread().name
+    finally:
+        raw.close()
+        threads.close()
+
+
+async def test_keyed_reads_see_the_writes_before_them(tx: db.Transactions) -> None:
+    async def write(s: Any) -> None:
+        s.add(UserState(user="k@x.example", healthy=False))
+
+    await tx.write(write)
+    state = await tx.read_keyed(lambda s: _get(s, "k@x.example"))
+    assert state is not None and state.healthy is False
+    assert await tx.read_keyed(lambda s: _get(s, "nobody@x.example")) is None

@@ -17,7 +17,8 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import bindparam, delete, func, insert, update
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -73,7 +74,21 @@ def record(
     return row
 
 
-_APPEND = insert(OutboxMessage.__table__)  # type: ignore[attr-defined]
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_APPEND = insert(_OUTBOX)
+# The relay's statements, built once on the table: rows, not ORM objects (ADR 0054).
+_UNSENT = core_select(_OUTBOX).where(_OUTBOX.c.sent_at.is_(None)).order_by(_OUTBOX.c.id).limit(bindparam("batch"))
+_UNSENT_LOCKED = _UNSENT.with_for_update(skip_locked=True)  # PostgreSQL: replicas relay disjoint batches
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(sent_at=bindparam("at"), attempts=_OUTBOX.c.attempts + 1)
+)
+_MARK_FAILED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(attempts=_OUTBOX.c.attempts + 1, last_error=bindparam("error"))
+)
 
 
 async def append(
@@ -84,7 +99,7 @@ async def append(
     await session.exec(_APPEND, params=_message(type=type, user=user, kind=kind, payload=payload))  # type: ignore[call-overload]
 
 
-def envelope_of(row: OutboxMessage, tenant: str) -> Envelope:
+def envelope_of(row: Any, tenant: str) -> Envelope:
     """The envelope of an outbox row; its id is the row's `message_id`, identical on every re-publish."""
     return Envelope(
         id=uuid.UUID(row.message_id),
@@ -140,7 +155,8 @@ class OutboxRelay:
         if self.db.sqlite:
             # SQLite: read, publish, then mark in a short write transaction, so API writes are
             # not blocked behind the broker's confirms.
-            rows = await self.db.run_read(lambda session: self._unsent(session, lock=False))
+            # A keyed read (the unsent rows' index), in place (ADR 0056).
+            rows = await self.db.transactions.read_keyed(lambda session: self._unsent(session, lock=False))
             sent, failed = await self._publish(rows)
             if sent or failed:
                 await self.db.run_write(lambda session: self._mark(session, sent, failed))
@@ -152,18 +168,12 @@ class OutboxRelay:
             await self._mark(session, sent, failed)
         return len(sent)
 
-    async def _unsent(self, session: AsyncSession, *, lock: bool) -> list[OutboxMessage]:
-        query = (
-            select(OutboxMessage)
-            .where(col(OutboxMessage.sent_at).is_(None))
-            .order_by(col(OutboxMessage.id))
-            .limit(self.settings.erp_outbox_batch_size)
-        )
-        if lock:
-            query = query.with_for_update(skip_locked=True)
-        return list((await session.exec(query)).all())
+    async def _unsent(self, session: AsyncSession, *, lock: bool) -> list[Any]:
+        query = _UNSENT_LOCKED if lock else _UNSENT
+        batch = {"batch": self.settings.erp_outbox_batch_size}
+        return list((await session.exec(query, params=batch)).all())  # type: ignore[call-overload]
 
-    async def _publish(self, rows: list[OutboxMessage]) -> tuple[list[int], tuple[int, str] | None]:
+    async def _publish(self, rows: list[Any]) -> tuple[list[int], tuple[int, str] | None]:
         """Publish the rows at once (one write; their confirms awaited together). They count as sent
         in id order up to the first the broker did not confirm, so one user's changes keep their order:
         a later row it did confirm goes again next round with the same message id, which consumers drop."""
@@ -209,18 +219,10 @@ class OutboxRelay:
 
     async def _mark(self, session: AsyncSession, sent: list[int], failed: tuple[int, str] | None) -> None:
         if sent:
-            await session.exec(  # type: ignore[call-overload]
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id).in_(sent))
-                .values(sent_at=utcnow(), attempts=OutboxMessage.attempts + 1)  # type: ignore[operator]
-            )
+            await session.exec(_MARK_SENT, params={"ids": sent, "at": utcnow()})  # type: ignore[call-overload]
         if failed:
             row_id, error = failed
-            await session.exec(  # type: ignore[call-overload]
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id) == row_id)
-                .values(attempts=OutboxMessage.attempts + 1, last_error=error)  # type: ignore[operator]
-            )
+            await session.exec(_MARK_FAILED, params={"row_id": row_id, "error": error})  # type: ignore[call-overload]
 
     async def _prune_now_and_then(self) -> None:
         """Forget sent rows, idempotency records and seen webhook ids past the retention period."""

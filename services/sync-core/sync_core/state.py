@@ -133,7 +133,7 @@ class State:
 
     async def link_by_graph_id(self, user: str, kind: Kind, graph_id: str) -> Link | None:
         key = {"of_user": user, "of_collection": collection_of(kind), "of_graph_id": graph_id}
-        return await self.tx.read(lambda s: _one_link(s, _LINK_BY_GRAPH_ID, key))
+        return await self.tx.read_keyed(lambda s: _one_link(s, _LINK_BY_GRAPH_ID, key))
 
     async def links_by_graph_ids(self, user: str, kind: Kind, graph_ids: list[str]) -> tuple[dict[str, Link], set[str]]:
         """The links of several Graph items of one collection (a delta page), and which of those
@@ -147,11 +147,11 @@ class State:
             pending = (await s.exec(_PENDING_GRAPH_IDS, params=key)).scalars()  # type: ignore[call-overload]
             return {row.graph_id: _link_of(row) for row in rows}, set(pending)
 
-        return await self.tx.read(read)
+        return await self.tx.read_keyed(read)
 
     async def link_by_erp_id(self, user: str, kind: Kind, erp_id: str) -> Link | None:
         key = {"of_user": user, "of_kind": kind.value, "of_erp_id": erp_id}
-        return await self.tx.read(lambda s: _one_link(s, _LINK_BY_ERP_ID, key))
+        return await self.tx.read_keyed(lambda s: _one_link(s, _LINK_BY_ERP_ID, key))
 
     async def linked_graph_ids(self, user: str, collection: str) -> list[str]:
         """The Graph ids of a user's links in one collection (ids only: a mailbox may hold 50,000)."""
@@ -232,7 +232,7 @@ class State:
 
     async def cursor(self, user: str, collection: str) -> str | None:
         key = {"of_user": user, "of_collection": collection}
-        return await self.tx.read(lambda s: _scalar(s, _CURSOR_OF, key))  # type: ignore[no-any-return]
+        return await self.tx.read_keyed(lambda s: _scalar(s, _CURSOR_OF, key))  # type: ignore[no-any-return]
 
     async def set_cursor(self, user: str, collection: str, delta_link: str | None) -> None:
         """Save (None: drop) a collection's cursor: an update by its keys, an insert if it had none."""
