@@ -145,6 +145,13 @@ def _forget_message_id(channel: aiormq.Channel, message_id: str, _: object) -> N
     channel.message_id_delivery_tag.pop(message_id, None)
 
 
+async def _cancel(queue: Any, tag: str) -> None:
+    try:
+        await asyncio.wait_for(queue.cancel(tag), 5.0)
+    except (Exception, TimeoutError):  # the channel may be gone; its messages return to the queue
+        log.debug("cancel failed", exc_info=True)
+
+
 def _failed(span: Span, exc: BaseException) -> None:
     """End a producer span whose message was not confirmed."""
     span.record_exception(exc)
@@ -523,13 +530,9 @@ class Bus:
             await asyncio.wait_for(self._idle.wait(), drain_timeout)
         except TimeoutError:
             log.warning("shutdown with %d message(s) still in flight; they will be redelivered", self._inflight)
-        for queue, tag in self._consumers:
-            try:
-                # Bounded: with the broker down, a robust channel waits for a reconnection that may
-                # never come, and a service must still stop.
-                await asyncio.wait_for(queue.cancel(tag), 5.0)
-            except (Exception, TimeoutError):  # the channel may be gone; its messages return to the queue
-                log.debug("cancel failed", exc_info=True)
+        # All at once, each bounded: with the broker down, a robust channel waits for a reconnection
+        # that may never come, and a service must still stop (one after the other, 8 shards took 40 s).
+        await asyncio.gather(*(_cancel(queue, tag) for queue, tag in self._consumers))
         self._consumers.clear()
         if self.connection is not None:
             try:
