@@ -59,9 +59,11 @@ class Runtime:
         self.admins = Admins(self.state.sessions, settings)
         self.reconciler = Reconciler(self)
         self._connector: asyncio.Task[None] | None = None
-        # The main process (index 0) serves HTTP, reconciles and samples gauges; workers only consume.
+        # The main process (index 0) serves HTTP, reconciles and samples gauges; workers only consume,
+        # and only the main process starts them (when there are more processes than itself).
         self.main = worker_index == 0
-        self.workers = Workers(settings.sync_core_workers, settings) if self.main and settings.consume else None
+        starts_workers = self.main and settings.consume and settings.sync_core_workers > 1
+        self.workers = Workers(settings.sync_core_workers, settings) if starts_workers else None
         # Gauges sampled on a schedule: every queue of the topology, per-user health (R35).
         self.metrics = Sampler(SERVICE, [QueueProbe(self.bus), UserHealthProbe(self.user_health)])
 
@@ -98,11 +100,10 @@ class Runtime:
         own = own_shards(s.sync_shards, s.sync_core_workers, self.worker_index)
         for shard in own:
             await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
+        report_ready()  # a worker tells its main process; no-op in the main process
         if self.workers is None:
-            report_ready()
             return
-        if self.workers.children:
-            await self.workers.start()
+        await self.workers.start()
         for shard in range(s.sync_shards):
             if shard not in own:
                 await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
@@ -151,7 +152,7 @@ def create_app(settings: SyncCoreSettings | None = None) -> FastAPI:
         if rt is None:
             return {}
         checks: dict = {"broker": rt.bus.ping, "database": lambda: database_ready(rt.engine_db)}
-        if rt.workers is not None and rt.workers.children:
+        if rt.workers is not None:
             checks["workers"] = rt.workers.check
         return checks
 
