@@ -39,7 +39,7 @@ def py_spy() -> str | None:
 class Recorder:
     """`py-spy record` attached to processes by pid (needs ptrace rights; root in the dev container)."""
 
-    def __init__(self, out_dir: Path, rate: int = 50) -> None:
+    def __init__(self, out_dir: Path, rate: int = 200) -> None:
         self.out_dir = out_dir
         self.rate = rate
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -67,6 +67,7 @@ class Recorder:
                         "--output",
                         str(path),
                         "--nonblocking",
+                        "--subprocesses",  # sync-core's worker processes (ADR 0055)
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

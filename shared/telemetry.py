@@ -95,7 +95,7 @@ def _may_hold_email(attributes: Any) -> bool:
     return "@" in text or "%40" in text
 
 
-async def _redact_span_async(span: Any, *_: Any) -> None:
+async def redact_span_async(span: Any, *_: Any) -> None:
     redact_span(span)
 
 
@@ -194,7 +194,7 @@ def setup_telemetry(
         metrics.set_meter_provider(
             MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()], views=[seconds])
         )
-        HTTPXClientInstrumentor().instrument(request_hook=redact_span, async_request_hook=_redact_span_async)
+        HTTPXClientInstrumentor().instrument(request_hook=redact_span, async_request_hook=redact_span_async)
         _configured = True
         return tracer_provider
 

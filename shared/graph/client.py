@@ -40,7 +40,7 @@ from shared.graph.errors import GraphError, GraphNotFound, GraphThrottled, Graph
 from shared.graph.tls import ssl_context
 from shared.settings import GraphSettings
 from shared.telemetry import meter
-from shared.transport import spread_client
+from shared.transport import http_client
 
 log = logging.getLogger(__name__)
 _meter = meter("shared.graph")
@@ -111,7 +111,7 @@ class GraphClient:
     def _open(self) -> httpx.AsyncClient:
         if self._http is None:
             timeout = self.settings.graph_timeout_s
-            self._http = spread_client(
+            self._http = http_client(
                 verify=ssl_context(self.settings),
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                 limits=httpx.Limits(

@@ -34,6 +34,8 @@ from shared.graph.backoff import parse_retry_after
 from shared.settings import GraphSettings
 
 BASE = "https://graph.test/v1.0"
+# Mocked at httpx's level: the Graph client's transport is not httpcore's (shared.transport, ADR 0057).
+graph_api = respx.MockRouter(assert_all_called=False, using="httpx")
 
 
 class FakeTokens:
@@ -72,9 +74,9 @@ def tokens() -> FakeTokens:
     return FakeTokens()
 
 
-@respx.mock
+@graph_api
 async def test_429_with_decimal_retry_after_is_ridden_out(tokens: FakeTokens) -> None:
-    route = respx.get(f"{BASE}/users/u1/events").mock(
+    route = graph_api.get(f"{BASE}/users/u1/events").mock(
         side_effect=[_graph_error(429, "TooManyRequests", **{"Retry-After": "0.3"}), httpx.Response(200, json={})]
     )
     async with GraphClient(_settings(), tokens) as graph:
@@ -85,7 +87,7 @@ async def test_429_with_decimal_retry_after_is_ridden_out(tokens: FakeTokens) ->
     assert waited >= 0.3, "never retry earlier than Graph asked"
 
 
-@respx.mock
+@graph_api
 async def test_retry_after_as_http_date_is_honoured(tokens: FakeTokens) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
     assert 0.5 < (parse_retry_after(when) or 0) <= 2.0
@@ -93,9 +95,9 @@ async def test_retry_after_as_http_date_is_honoured(tokens: FakeTokens) -> None:
     assert parse_retry_after("soon") is None
 
 
-@respx.mock
+@graph_api
 async def test_retry_after_beyond_the_cap_is_not_waited_out_in_process(tokens: FakeTokens) -> None:
-    route = respx.get(f"{BASE}/users/u1/events").mock(
+    route = graph_api.get(f"{BASE}/users/u1/events").mock(
         return_value=_graph_error(429, "ApplicationThrottled", **{"Retry-After": "120"})
     )
     async with GraphClient(_settings(graph_max_retry_after_s=5), tokens) as graph:
@@ -106,9 +108,9 @@ async def test_retry_after_beyond_the_cap_is_not_waited_out_in_process(tokens: F
     assert caught.value.code == "ApplicationThrottled"
 
 
-@respx.mock
+@graph_api
 async def test_503_without_retry_after_backs_off_then_gives_up_as_unavailable(tokens: FakeTokens) -> None:
-    route = respx.get(f"{BASE}/users/u1/contacts").mock(return_value=_graph_error(503, "serviceNotAvailable"))
+    route = graph_api.get(f"{BASE}/users/u1/contacts").mock(return_value=_graph_error(503, "serviceNotAvailable"))
     async with GraphClient(_settings(graph_max_attempts=2), tokens) as graph:
         with pytest.raises(GraphUnavailable) as caught:
             await graph.get_json("/users/u1/contacts")
@@ -127,11 +129,11 @@ async def test_503_without_retry_after_backs_off_then_gives_up_as_unavailable(to
         (409, "ErrorConflict", GraphError),
     ],
 )
-@respx.mock
+@graph_api
 async def test_graph_error_bodies_map_to_exceptions(
     tokens: FakeTokens, status: int, code: str, cls: type[GraphError]
 ) -> None:
-    respx.patch(f"{BASE}/users/u1/events/e1").mock(return_value=_graph_error(status, code, "nope"))
+    graph_api.patch(f"{BASE}/users/u1/events/e1").mock(return_value=_graph_error(status, code, "nope"))
     async with GraphClient(_settings(), tokens) as graph:
         with pytest.raises(cls) as caught:
             await graph.patch_json("/users/u1/events/e1", {"subject": "x"})
@@ -140,9 +142,9 @@ async def test_graph_error_bodies_map_to_exceptions(
     assert "/users/u1/events/e1" in str(err)
 
 
-@respx.mock
+@graph_api
 async def test_401_gets_one_fresh_token_then_fails_as_auth_error(tokens: FakeTokens) -> None:
-    route = respx.get(f"{BASE}/users/u1").mock(return_value=_graph_error(401, "InvalidAuthenticationToken"))
+    route = graph_api.get(f"{BASE}/users/u1").mock(return_value=_graph_error(401, "InvalidAuthenticationToken"))
     async with GraphClient(_settings(), tokens) as graph:
         with pytest.raises(GraphAuthError):
             await graph.get_json("/users/u1")
@@ -151,12 +153,12 @@ async def test_401_gets_one_fresh_token_then_fails_as_auth_error(tokens: FakeTok
     assert [c.request.headers["Authorization"] for c in route.calls] == ["Bearer tok-1", "Bearer tok-2"]
 
 
-@respx.mock
+@graph_api
 async def test_network_errors_are_retried_for_reads_but_not_for_creates(tokens: FakeTokens) -> None:
-    get = respx.get(f"{BASE}/users/u1/events").mock(
+    get = graph_api.get(f"{BASE}/users/u1/events").mock(
         side_effect=[httpx.ReadTimeout("slow"), httpx.Response(200, json={"value": []})]
     )
-    post = respx.post(f"{BASE}/users/u1/events").mock(side_effect=httpx.ReadTimeout("slow"))
+    post = graph_api.post(f"{BASE}/users/u1/events").mock(side_effect=httpx.ReadTimeout("slow"))
     async with GraphClient(_settings(), tokens) as graph:
         assert await graph.get_json("/users/u1/events") == {"value": []}
         with pytest.raises(GraphUnavailable, match="may have happened"):
@@ -165,9 +167,9 @@ async def test_network_errors_are_retried_for_reads_but_not_for_creates(tokens: 
     assert post.call_count == 1, "a POST that may have reached Graph is not sent twice"
 
 
-@respx.mock
+@graph_api
 async def test_connect_errors_are_retried_even_for_creates(tokens: FakeTokens) -> None:
-    post = respx.post(f"{BASE}/users/u1/events").mock(
+    post = graph_api.post(f"{BASE}/users/u1/events").mock(
         side_effect=[httpx.ConnectError("refused"), httpx.Response(201, json={"id": "e1"})]
     )
     async with GraphClient(_settings(), tokens) as graph:
@@ -175,7 +177,7 @@ async def test_connect_errors_are_retried_even_for_creates(tokens: FakeTokens) -
     assert post.call_count == 2
 
 
-@respx.mock
+@graph_api
 async def test_at_most_four_requests_run_at_once_per_mailbox_and_mailboxes_run_in_parallel(tokens: FakeTokens) -> None:
     """Outlook allows 4 concurrent requests per app and mailbox
     (https://learn.microsoft.com/graph/throttling-limits#outlook-service-limits)."""
@@ -190,7 +192,7 @@ async def test_at_most_four_requests_run_at_once_per_mailbox_and_mailboxes_run_i
         inflight[mailbox] -= 1
         return httpx.Response(200, json={"value": []})
 
-    respx.get(url__regex=rf"{BASE}/users/[^/]+/events").mock(side_effect=slow)
+    graph_api.get(url__regex=rf"{BASE}/users/[^/]+/events").mock(side_effect=slow)
     async with GraphClient(_settings(), tokens) as graph:
         start = time.monotonic()
         await asyncio.gather(
@@ -202,7 +204,7 @@ async def test_at_most_four_requests_run_at_once_per_mailbox_and_mailboxes_run_i
     assert elapsed < 0.02 * 24 / 4 * 2, "different mailboxes do not wait for each other"
 
 
-@respx.mock
+@graph_api
 async def test_a_429_holds_back_the_mailboxs_other_requests(tokens: FakeTokens) -> None:
     """Graph asked this mailbox to wait: requests queued behind it wait too instead of drawing more 429s."""
     calls: list[float] = []
@@ -214,16 +216,16 @@ async def test_a_429_holds_back_the_mailboxs_other_requests(tokens: FakeTokens) 
             return _graph_error(429, "ApplicationThrottled", **{"Retry-After": "0.3"})
         return httpx.Response(200, json={})
 
-    respx.get(f"{BASE}/users/u1/events").mock(side_effect=answer)
+    graph_api.get(f"{BASE}/users/u1/events").mock(side_effect=answer)
     async with GraphClient(_settings(graph_max_concurrency_per_mailbox=1), tokens) as graph:
         await asyncio.gather(*(graph.get_json("/users/u1/events") for _ in range(3)))
     assert len(calls) == 4
     assert all(t >= 0.3 for t in calls[1:])
 
 
-@respx.mock
+@graph_api
 async def test_immutable_id_preference_is_sent_and_merged(tokens: FakeTokens) -> None:
-    route = respx.get(f"{BASE}/users/u1/events").mock(return_value=httpx.Response(200, json={}))
+    route = graph_api.get(f"{BASE}/users/u1/events").mock(return_value=httpx.Response(200, json={}))
     async with GraphClient(_settings(), tokens) as graph:
         await graph.get_json("/users/u1/events", headers={"Prefer": 'outlook.timezone="UTC"'})
         await graph.get_json("/users/u1/events", immutable_ids=False)
@@ -241,7 +243,7 @@ async def test_absolute_urls_must_point_at_graph(tokens: FakeTokens) -> None:
         graph.url("https://evil.example/v1.0/users")
 
 
-@respx.mock
+@graph_api
 async def test_batch_chunks_by_20_keeps_order_and_retries_throttled_subrequests(tokens: FakeTokens) -> None:
     sent: list[list[str]] = []
     throttled_once: set[str] = set()
@@ -261,7 +263,7 @@ async def test_batch_chunks_by_20_keeps_order_and_retries_throttled_subrequests(
                 responses.append({"id": r["id"], "status": 200, "body": {"url": r["url"]}})
         return httpx.Response(200, json={"responses": list(reversed(responses))})
 
-    route = respx.post(f"{BASE}/$batch").mock(side_effect=answer)
+    route = graph_api.post(f"{BASE}/$batch").mock(side_effect=answer)
     requests = [{"method": "GET", "url": f"/users/u1/events/e{i}"} for i in range(45)]
     async with GraphClient(_settings(), tokens) as graph:
         results = await graph.batch(requests, mailbox="u1")

@@ -1,10 +1,15 @@
-"""`shared.transport.SpreadTransport` (ADR 0029) against a real uvicorn server on loopback: requests
-spread over small httpcore pools, never more in flight than the connection limit, the rest wait and
-complete, the pool timeout holds, and every slot comes back (after a body is read, after an error)."""
+"""`shared.transport` (ADR 0057): httpx on aiohttp's connections, against real servers on loopback.
+
+The limit on requests in flight holds and the others wait and complete; the pool timeout holds;
+every slot comes back (after a body is read, after an error); and the errors say whether a request
+can have reached the server — what the Graph client's retries of writes depend on."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -13,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from shared.transport import SpreadTransport, spread_client
+from shared.graph.client import _NOT_SENT
+from shared.transport import aiohttp_transport, http_client
 from tests.support.servers import free_port, serve
 
 
@@ -24,6 +30,7 @@ class Slow:
         self.now = 0
         self.most = 0
         self.release = asyncio.Event()
+        self.bodies: list[bytes] = []
 
     async def slow(self, request: Request) -> JSONResponse:
         self.now += 1
@@ -40,33 +47,57 @@ class Slow:
         await self.release.wait()
         return JSONResponse({"ok": True})
 
+    async def echo(self, request: Request) -> JSONResponse:
+        self.bodies.append(await request.body())
+        return JSONResponse(
+            {"method": request.method, "query": str(request.url.query), "headers": dict(request.headers)},
+            status_code=201,
+            headers={"X-Answer": "yes"},
+        )
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/slow", self.slow), Route("/held", self.held)])
+        return Starlette(
+            routes=[
+                Route("/slow", self.slow),
+                Route("/held", self.held),
+                Route("/echo/{rest:path}", self.echo, methods=["GET", "POST", "PATCH", "DELETE"]),
+            ]
+        )
 
 
-def spread_of(client: httpx.AsyncClient) -> SpreadTransport:
-    transport = client._transport
-    assert isinstance(transport, SpreadTransport)
-    return transport
+async def test_a_request_and_its_answer_go_through_whole() -> None:
+    server = Slow()
+    limits = httpx.Limits(max_connections=4)
+    async with serve(server.app()) as base, http_client(base_url=base, limits=limits, timeout=5) as client:
+        response = await client.post(
+            "/echo/a%2Fb", params={"$filter": "x eq 'é'"}, json={"n": 1}, headers={"If-Match": 'W/"1"'}
+        )
+        assert response.status_code == 201 and response.headers["x-answer"] == "yes"
+        seen = response.json()
+        assert seen["method"] == "POST" and seen["headers"]["if-match"] == 'W/"1"'
+        assert seen["headers"]["content-type"] == "application/json"
+        assert seen["query"] == "%24filter=x+eq+%27%C3%A9%27"  # as httpx encoded it, not re-encoded
+        assert server.bodies == [b'{"n":1}']
+        assert (await client.delete("/echo/x")).status_code == 201
+        assert aiohttp_transport(client).in_flight == 0
 
 
-async def test_requests_beyond_the_limit_wait_and_all_complete_spread_over_small_pools() -> None:
+async def test_requests_beyond_the_limit_wait_and_all_complete() -> None:
     server = Slow()
     limits = httpx.Limits(max_connections=12, max_keepalive_connections=4)
-    async with serve(server.app()) as base, spread_client(base_url=base, limits=limits, timeout=10) as client:
-        transport = spread_of(client)
-        assert transport.capacity == 12 and len(transport.in_flight) == 2  # two pools of 6 (8 at most each)
+    async with serve(server.app()) as base, http_client(base_url=base, limits=limits, timeout=10) as client:
+        transport = aiohttp_transport(client)
         answers = await asyncio.gather(*[client.get("/slow") for _ in range(60)])
         assert all(r.status_code == 200 and r.json()["ok"] for r in answers)
-        assert 6 < server.most <= 12  # both pools used, never more than the limit at once
-        assert transport.in_flight == [0, 0]  # every slot back once the bodies were read
+        assert 1 < server.most <= 12  # concurrent, never more than the limit at once
+        assert transport.in_flight == 0  # every slot back once the bodies were read
 
 
 async def test_a_request_waits_no_longer_than_the_pool_timeout() -> None:
     server = Slow()
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     timeout = httpx.Timeout(10, pool=0.1)
-    async with serve(server.app()) as base, spread_client(base_url=base, limits=limits, timeout=timeout) as client:
+    async with serve(server.app()) as base, http_client(base_url=base, limits=limits, timeout=timeout) as client:
         held = asyncio.create_task(client.get("/held"))
         await asyncio.sleep(0.2)
         with pytest.raises(httpx.PoolTimeout):
@@ -76,21 +107,65 @@ async def test_a_request_waits_no_longer_than_the_pool_timeout() -> None:
         assert (await client.get("/slow")).status_code == 200  # the slot came back
 
 
-async def test_a_failed_request_gives_its_slot_back() -> None:
+async def test_a_failed_connection_is_not_sent_and_gives_its_slot_back() -> None:
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with spread_client(base_url=f"http://127.0.0.1:{free_port()}", limits=limits, timeout=2) as client:
+    async with http_client(base_url=f"http://127.0.0.1:{free_port()}", limits=limits, timeout=2) as client:
         for _ in range(3):  # with one slot, a leaked one would make the second wait for ever
-            with pytest.raises(httpx.ConnectError):
-                await client.get("/nothing-listens")
-        assert spread_of(client).in_flight == [0]
+            with pytest.raises(httpx.ConnectError) as caught:
+                await client.post("/nothing-listens", json={})
+            assert isinstance(caught.value, _NOT_SENT)
+        assert aiohttp_transport(client).in_flight == 0
+
+
+@asynccontextmanager
+async def raw_server(answer: bytes | None, *, delay: float = 0.0) -> AsyncIterator[str]:
+    """A TCP server that reads a request, then after `delay` writes `answer` (None: says nothing)
+    and closes the connection."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(delay)
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, family=socket.AF_INET)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+async def test_a_connection_lost_after_the_request_may_have_been_sent() -> None:
+    """A POST whose connection drops before the answer may have been applied: not `_NOT_SENT`, so the
+    Graph client does not send it again (a duplicate create)."""
+    limits = httpx.Limits(max_connections=2)
+    async with raw_server(None) as base, http_client(base_url=base, limits=limits, timeout=5) as client:
+        with pytest.raises(httpx.TransportError) as caught:
+            await client.post("/events", json={"subject": "x"})
+        assert not isinstance(caught.value, _NOT_SENT)
+        assert aiohttp_transport(client).in_flight == 0
+
+
+async def test_an_answer_too_slow_is_a_read_timeout() -> None:
+    limits = httpx.Limits(max_connections=2)
+    late = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    timeout = httpx.Timeout(5, read=0.2)
+    async with raw_server(late, delay=2) as base, http_client(base_url=base, limits=limits, timeout=timeout) as client:
+        with pytest.raises(httpx.ReadTimeout) as caught:
+            await client.post("/events", json={})
+        assert not isinstance(caught.value, _NOT_SENT)
+        assert aiohttp_transport(client).in_flight == 0
 
 
 async def test_a_streamed_response_holds_its_slot_until_closed() -> None:
     server = Slow()
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-    async with serve(server.app()) as base, spread_client(base_url=base, limits=limits, timeout=5) as client:
-        transport = spread_of(client)
+    async with serve(server.app()) as base, http_client(base_url=base, limits=limits, timeout=5) as client:
+        transport = aiohttp_transport(client)
         async with client.stream("GET", "/slow") as response:
-            assert sum(transport.in_flight) == 1
+            assert transport.in_flight == 1
             assert len(await response.aread()) > 20_000
-        assert sum(transport.in_flight) == 0
+        assert transport.in_flight == 0

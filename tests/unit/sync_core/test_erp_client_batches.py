@@ -25,7 +25,7 @@ async def burst(erp: ErpClient, n: int) -> list[Any]:
     return await asyncio.gather(*calls, return_exceptions=True)
 
 
-@respx.mock(base_url="http://erp.test/api/v1")
+@respx.mock(using="httpx", base_url="http://erp.test/api/v1")
 async def test_each_caller_gets_its_own_answer_and_a_left_out_one_is_unavailable(respx_mock: respx.MockRouter) -> None:
     def answers(request: httpx.Request) -> httpx.Response:
         reqs = json.loads(request.content)["requests"]
@@ -57,7 +57,7 @@ async def test_each_caller_gets_its_own_answer_and_a_left_out_one_is_unavailable
     ids=["too-large-sent-alone", "no-batch-sent-alone", "erp-down", "connection-refused"],
 )
 async def test_a_batch_that_fails_whole_fails_or_resends_each_create(batch_answer: Any, expected: Any) -> None:
-    with respx.mock(base_url="http://erp.test/api/v1", assert_all_called=False) as mock:
+    with respx.mock(using="httpx", base_url="http://erp.test/api/v1", assert_all_called=False) as mock:
         alone = mock.post("/activities").mock(side_effect=created)
         if isinstance(batch_answer, Exception):
             mock.post("/batch").mock(side_effect=batch_answer)
@@ -75,7 +75,7 @@ async def test_a_batch_that_fails_whole_fails_or_resends_each_create(batch_answe
 
 
 async def test_batch_max_one_sends_every_create_alone() -> None:
-    with respx.mock(base_url="http://erp.test/api/v1", assert_all_called=False) as mock:
+    with respx.mock(using="httpx", base_url="http://erp.test/api/v1", assert_all_called=False) as mock:
         alone = mock.post("/activities").mock(side_effect=created)
         batch = mock.post("/batch").mock(return_value=httpx.Response(500))
         erp = ErpClient("http://erp.test", "t", batch_max=1, batch_in_flight=1)

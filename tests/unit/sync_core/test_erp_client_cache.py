@@ -8,7 +8,7 @@ import respx
 from sync_core.adapters.erp import ErpClient
 
 
-@respx.mock(base_url="http://erp.test/api/v1")
+@respx.mock(using="httpx", base_url="http://erp.test/api/v1")
 async def test_partners_are_cached_for_the_period_and_misses_too_R10(respx_mock: respx.MockRouter) -> None:
     by_domain = respx_mock.get("/partners/resolve").mock(return_value=httpx.Response(200, json={"code": "ACME"}))
     by_code = respx_mock.get("/partners/NOPE").mock(return_value=httpx.Response(404, json={"detail": {}}))

@@ -15,7 +15,7 @@ import httpx
 from shared.errors import PermanentError, SyncError, TransientError
 from shared.gather import Call, Gather, answer_with, settle
 from shared.telemetry import meter
-from shared.transport import spread_client
+from shared.transport import http_client
 
 log = logging.getLogger(__name__)
 erp_creates = meter("sync_core").create_counter(
@@ -156,7 +156,7 @@ class ErpClient:
     def __init__(
         self, base_url: str, token: str, *, timeout: float = 15.0, batch_max: int = 20, batch_in_flight: int = 2
     ) -> None:
-        self._http = spread_client(
+        self._http = http_client(
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             base_url=base_url.rstrip("/") + "/api/v1",
             headers={"Authorization": f"Bearer {token}"},
