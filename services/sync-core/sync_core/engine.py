@@ -945,9 +945,11 @@ class Engine:
                     body=body,
                     created_at=now_utc(),
                 )
-                await self.state.add_pending_create(intent)
+                with tracer.start_as_current_span("remember create"):
+                    await self.state.add_pending_create(intent)
                 try:
-                    result = await self.erp.create(collection, body, key=create_key)
+                    with tracer.start_as_current_span("erp create"):
+                        result = await self.erp.create(collection, body, key=create_key)
                 except ErpRefused:
                     await self.state.drop_pending_creates([intent.id] if intent.id is not None else [])
                     raise
@@ -980,7 +982,8 @@ class Engine:
         if row is None and erp_ref_on(raw) is None:
             # R21: keep the ERP id on the Outlook item, so the link can be found again from it.
             chrono = result.get("chrono") if isinstance(result, dict) else None
-            change_key = await ctx.mailbox.stamp_erp_ref(kind, graph_id, erp_ref(kind, erp_id), chrono, over=raw)
+            with tracer.start_as_current_span("stamp erp id"):
+                change_key = await ctx.mailbox.stamp_erp_ref(kind, graph_id, erp_ref(kind, erp_id), chrono, over=raw)
             link.graph_change_key = change_key or link.graph_change_key
             self._remember_own_version(ctx.email, kind, graph_id, change_key)
             if chrono and isinstance(item, Activity) and not item.chrono:
@@ -988,11 +991,12 @@ class Engine:
                 link.fingerprint = fingerprint(replace(item, chrono=str(chrono)))
         base = {**base, "erp_id": erp_id}
         details = {"winner": decision.winner.value} if decision.winner else None
-        await self.state.save_link(
-            link,
-            journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details),
-            settled=settled,
-        )
+        with tracer.start_as_current_span("save link"):
+            await self.state.save_link(
+                link,
+                journal_entry(**base, outcome=outcome, rule=decision.rule, reason=decision.reason, details=details),
+                settled=settled,
+            )
         # The version read is now in the ERP and linked: its own notification, if it comes after this
         # round, has nothing left to do (only now: a failure above must leave it to be retried).
         self._remember_own_version(ctx.email, kind, graph_id, raw.get("changeKey"))
