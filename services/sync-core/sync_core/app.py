@@ -46,7 +46,7 @@ class Runtime:
             settings.erp_connector_url,
             settings.erp_api_token.get_secret_value(),
             batch_max=settings.erp_batch_max,
-            batch_in_flight=settings.erp_batch_in_flight,
+            batch_in_flight=settings.erp_batch_in_flight_per_process,
         )
         self.graph = GraphClient(settings)
         self.engine = Engine(state=self.state, erp=self.erp, graph=self.graph, tenant=settings.tenant)

@@ -40,6 +40,7 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     delta_apply_concurrency: int = Field(default=8, ge=1, le=64)
     # ERP creates made while `erp_batch_in_flight` sends are busy go together, up to
     # `erp_batch_max` per `POST /api/v1/batch` (1: each alone); none waits to be batched (ADR 0027).
+    # In flight per replica: shared out among its `sync_core_workers` processes (at least 1 each).
     erp_batch_max: int = Field(default=20, ge=1, le=100)
     erp_batch_in_flight: int = Field(default=2, ge=1, le=16)
 
@@ -59,6 +60,13 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     # than `reconcile_settle_s` ago are left out, their sync may still be on its way.
     reconcile_interval_s: float = 3600.0
     reconcile_settle_s: float = 120.0
+
+    @property
+    def erp_batch_in_flight_per_process(self) -> int:
+        """`erp_batch_in_flight` shared out among the replica's processes, at least 1 each: each
+        process's batches then stay as large as one process's were, and the ERP gets no more batches
+        at once (docs/benchmarks.md, session 10)."""
+        return max(1, self.erp_batch_in_flight // self.sync_core_workers)
 
     @model_validator(mode="after")
     def _refuse_demo_secrets_in_production(self) -> SyncCoreSettings:

@@ -52,3 +52,15 @@ def test_a_worker_gets_the_main_process_settings_whatever_they_were_built_from(
     assert worker.retry_delays_ms == [10, 20]
     assert worker.sync_core_workers == 3 and worker.session_cookie_secure is True
     assert not worker.otel_exporter_otlp_endpoint
+
+
+@given(in_flight=st.integers(1, 16), workers=st.integers(1, 16))
+def test_erp_batches_in_flight_are_shared_out_among_the_processes(in_flight: int, workers: int) -> None:
+    """ERP_BATCH_IN_FLIGHT is per replica: its processes together send no more batches at once (ADR
+    0027), each at least one; one process keeps the whole setting."""
+    settings = SyncCoreSettings(erp_batch_in_flight=in_flight, sync_core_workers=workers)
+    each = settings.erp_batch_in_flight_per_process
+    assert each >= 1
+    assert each * workers <= in_flight or each == 1
+    if workers == 1:
+        assert each == in_flight
