@@ -43,11 +43,9 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
         kind = httpx.ConnectError  # refused, unreachable, TLS handshake failed: nothing was sent
     elif isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, TimeoutError)):
         kind = httpx.ReadTimeout
-    elif isinstance(exc, aiohttp.ServerDisconnectedError):
-        kind = httpx.RemoteProtocolError
     elif isinstance(exc, aiohttp.InvalidURL):
         kind = httpx.UnsupportedProtocol
-    elif isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         kind = httpx.RemoteProtocolError
     else:
         kind = httpx.ReadError  # any other I/O failure once connected: the request may have been sent
@@ -152,11 +150,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=self._timeout(timeout),
                 server_hostname=request.extensions.get("sni_hostname"),
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except BaseException as exc:
             self._give_slot()
-            raise _httpx_error(exc, request) from exc
-        except BaseException:
-            self._give_slot()
+            if isinstance(exc, aiohttp.ClientError | TimeoutError):
+                raise _httpx_error(exc, request) from exc
             raise
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if response.reason:
