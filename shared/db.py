@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import fcntl
+import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -25,6 +27,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from shared.gather import Call, Gather, answer_with, settle
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def async_url(url: str) -> str:
@@ -239,6 +242,8 @@ class Unit(Call):
 
     fn: Callable[[Any], Awaitable[Any]]
     context: contextvars.Context
+    # A few rows by key (`Transactions.write_keyed`): may run in place, on the event loop's thread.
+    keyed: bool = False
 
 
 def _in_savepoint(connection: sqlalchemy.Connection, fn: Callable[[Any], Awaitable[Any]]) -> tuple[bool, Any]:
@@ -272,8 +277,15 @@ def _savepoints_on_the_driver(engine: sqlalchemy.Engine) -> None:
         setattr(engine.dialect, method, _on_the_driver(template))
 
 
-def _busy(exc: sqlalchemy.exc.OperationalError) -> bool:
-    message = str(exc.orig).lower()
+CHECKPOINT_EVERY = 200
+
+
+def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def _busy(exc: sqlalchemy.exc.OperationalError | sqlite3.OperationalError) -> bool:
+    message = str(getattr(exc, "orig", exc)).lower()
     return "locked" in message or "busy" in message
 
 
@@ -289,13 +301,28 @@ class _WriterTurns:
         self._fd: int | None = None
 
     def __enter__(self) -> None:
+        if self.path is not None:
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
+
+    def take_now(self) -> bool:
+        """Take the turn if no other process holds it, without waiting."""
         if self.path is None:
-            return
+            return True
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _file(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # type: ignore[arg-type]
+        return self._fd
 
     def __exit__(self, *_: object) -> None:
+        self.give_back()
+
+    def give_back(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
@@ -321,19 +348,28 @@ class SqliteThreads:
         common: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
         self.reader = sqlalchemy.create_engine(sync_url(url), pool_size=readers, **common)
         self.writer = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
-        # The event loop's own connection, for keyed reads run in place (`read_here`): it never waits
-        # for a lock (busy_timeout 0; such a read goes to a reader thread instead).
+        # The event loop's own connections, for keyed reads and writes run in place (`read_here`,
+        # `write_here`): they never wait for a lock (busy_timeout 0; such a unit goes to a thread
+        # instead). The in-place writer never checkpoints the WAL itself (a checkpoint syncs the file
+        # to disk): every `CHECKPOINT_EVERY` of its commits a passive checkpoint runs on the writer
+        # thread.
         self.here = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
-        for engine in (self.reader, self.writer, self.here):
-            event.listen(engine, "connect", _pragmas(0) if engine is self.here else _sqlite_pragmas)
+        self.here_writer = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
+        in_place = (self.here, self.here_writer)
+        for engine in (self.reader, self.writer, *in_place):
+            event.listen(engine, "connect", _pragmas(0) if engine in in_place else _sqlite_pragmas)
             # pysqlite's own transaction handling off: SQLAlchemy's `begin` decides (docs: "Serializable
             # isolation / Savepoints / Transactional DDL" for pysqlite).
             event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
-        event.listen(self.writer, "begin", _on_the_driver("BEGIN IMMEDIATE"))
-        _savepoints_on_the_driver(self.writer)
+        event.listen(self.here_writer, "connect", _no_autocheckpoint)
+        for engine in (self.writer, self.here_writer):
+            event.listen(engine, "begin", _on_the_driver("BEGIN IMMEDIATE"))
+            _savepoints_on_the_driver(engine)
         event.listen(self.reader, "begin", _on_the_driver("BEGIN"))
         event.listen(self.here, "begin", _on_the_driver("BEGIN"))
         self._readers = readers
+        self._here_commits = 0
+        self.checkpoints = 0
         # Made when first used, and again after `close` (like an engine after `dispose`).
         self._pools: dict[str, ThreadPoolExecutor] = {}
 
@@ -362,12 +398,47 @@ class SqliteThreads:
                 raise
             return False, None
 
-    async def _on(self, name: str, threads: int, context: contextvars.Context, call: Callable[..., T], arg: Any) -> T:
+    def write_here(self, units: list[Unit]) -> list[tuple[bool, Any]] | None:
+        """`units` in one transaction on the calling thread, each in a savepoint (as `write_all`); None
+        when the write turn is not free at once (another process's writer holds it) and nothing was
+        done. The caller holds this process's write turn."""
+        if not self._turns.take_now():
+            return None
+        try:
+            with self.here_writer.connect() as connection:
+                try:
+                    transaction = connection.begin()
+                except sqlite3.OperationalError as exc:  # raised by BEGIN IMMEDIATE on the driver
+                    if not _busy(exc):  # a writer that does not take the turn (a migration, a CLI)
+                        raise
+                    return None
+                with transaction:
+                    outcomes = [unit.context.run(_in_savepoint, connection, unit.fn) for unit in units]
+        finally:
+            self._turns.give_back()
+        self._here_commits += 1
+        if self._here_commits % CHECKPOINT_EVERY == 0:
+            self._pool("write", 1).submit(self._checkpoint)
+        return outcomes
+
+    def _checkpoint(self) -> None:
+        try:
+            with self.writer.connect() as connection:
+                connection.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+        except Exception:
+            log.warning("a WAL checkpoint failed; the next one will try again", exc_info=True)
+            return
+        self.checkpoints += 1
+
+    def _pool(self, name: str, threads: int) -> ThreadPoolExecutor:
         pool = self._pools.get(name)
         if pool is None:
             pool = self._pools[name] = ThreadPoolExecutor(threads, thread_name_prefix=f"sqlite-{name}")
+        return pool
+
+    async def _on(self, name: str, threads: int, context: contextvars.Context, call: Callable[..., T], arg: Any) -> T:
         # `context`: the caller's trace and log context, on the thread.
-        return await asyncio.get_running_loop().run_in_executor(pool, context.run, call, arg)
+        return await asyncio.get_running_loop().run_in_executor(self._pool(name, threads), context.run, call, arg)
 
     def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         with self._turns, self.writer.connect() as connection, connection.begin():
@@ -391,9 +462,8 @@ class SqliteThreads:
         pools, self._pools = self._pools, {}
         for pool in pools.values():
             pool.shutdown(wait=True)
-        self.writer.dispose()
-        self.reader.dispose()
-        self.here.dispose()
+        for engine in (self.writer, self.reader, self.here, self.here_writer):
+            engine.dispose()
         self._turns.close()
 
 
@@ -444,8 +514,19 @@ class Transactions:
         return await self.read(fn)
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        return await self._write(fn, keyed=False)
+
+    async def write_keyed(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """A write of a few rows found or made by key (a link, a cursor, a pending create): on a SQLite
+        file, when this process's writer is idle and no other process holds the write turn, it runs in
+        place on the event loop's thread (ADR 0058), with the keyed writes queued beside it; else as
+        `write`. Elsewhere, as `write`."""
+        return await self._write(fn, keyed=True)
+
+    async def _write(self, fn: Callable[[Any], Awaitable[T]], *, keyed: bool) -> T:
         if self._group is not None:
-            result: T = await _to_the_end(self._group.submit(Unit(fn=fn, context=contextvars.copy_context())))
+            unit = Unit(fn=fn, context=contextvars.copy_context(), keyed=keyed)
+            result: T = await _to_the_end(self._group.submit(unit))
             return result
         async with self.writing() as session:
             return await fn(session)
@@ -492,13 +573,18 @@ class GroupCommit(Gather[Unit]):
         self.lock = lock
 
     async def _alone(self, unit: Unit) -> None:
+        if unit.keyed:
+            await self._together([unit])
+            return
         async with self.lock:
             await answer_with(unit, _to_the_end(self.threads.write(unit.fn, unit.context)))
 
     async def _together(self, units: list[Unit]) -> None:
         try:
             async with self.lock:
-                outcomes = await _to_the_end(self.threads.write_all(units))
+                outcomes = self.threads.write_here(units) if all(unit.keyed for unit in units) else None
+                if outcomes is None:
+                    outcomes = await _to_the_end(self.threads.write_all(units))
         except Exception as exc:
             for unit in units:
                 settle(unit, exc)

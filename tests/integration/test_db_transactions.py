@@ -231,3 +231,118 @@ async def test_keyed_reads_see_the_writes_before_them(tx: db.Transactions) -> No
     state = await tx.read_keyed(lambda s: _get(s, "k@x.example"))
     assert state is not None and state.healthy is False
     assert await tx.read_keyed(lambda s: _get(s, "nobody@x.example")) is None
+
+
+async def test_a_keyed_write_runs_in_place_when_the_turn_is_free_and_waits_on_the_writer_thread_when_not(
+    tmp_path: Any,
+) -> None:
+    """ADR 0058: on a SQLite file a keyed write runs on the caller's thread when this process's writer
+    is idle and no other process holds the write turn. When another process's writer holds the turn
+    (its `flock`), or a writer that takes no turn (a CLI) holds SQLite's write lock, nothing is waited
+    for in place: the write waits on the writer thread and the loop goes on."""
+    import fcntl
+    import os
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    migrate(url)
+    engine = db.create_engine(url)
+    tx = db.Transactions(db.session_factory(engine))
+    where: list[str] = []
+
+    def create(user: str) -> Any:
+        async def unit(s: Any) -> None:
+            where.append(threading.current_thread().name)
+            s.add(UserState(user=user))
+
+        return unit
+
+    try:
+        await tx.write_keyed(create("here@x.example"))
+        assert where == [threading.current_thread().name]
+
+        # Another process's writer holds the turn: a lock on another open file description conflicts.
+        other = os.open(tmp_path / "state.db.writer", os.O_RDWR)
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiting = asyncio.create_task(tx.write_keyed(create("turn@x.example")))
+        started = time.monotonic()
+        await asyncio.sleep(0.2)
+        assert time.monotonic() - started < 0.5, "the loop was not stalled"
+        assert not waiting.done()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+        await waiting
+        assert where[-1].startswith("sqlite-write")
+
+        # A writer that takes no turn holds SQLite's write lock.
+        raw = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(tx.write_keyed(create("lock@x.example")))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        raw.execute("COMMIT")
+        raw.close()
+        await waiting
+        assert where[-1].startswith("sqlite-write")
+
+        names = await tx.read(lambda s: all_user_names(s, ""))
+        assert {"here@x.example", "turn@x.example", "lock@x.example"} <= set(names)
+        await tx.write_keyed(create("again@x.example"))
+        assert where[-1] == threading.current_thread().name, "free again: in place again"
+    finally:
+        tx.close()
+        await engine.dispose()
+
+
+async def test_keyed_and_other_writes_asked_at_once_keep_their_order_and_fail_alone(
+    tx: db.Transactions,
+) -> None:
+    """Keyed writes (in place when the writer is idle) and other writes (on the writer thread) asked
+    for together run in the order asked, each seeing those before it; one that fails is undone alone."""
+    if not tx.queues_writes:
+        pytest.skip("on PostgreSQL writes asked for at once run side by side")
+    tag = uuid.uuid4().hex[:8]
+
+    def create(i: int, *, fail: bool = False) -> Any:
+        async def unit(s: Any) -> int:
+            s.add(UserState(user=f"{tag}-{i}@x.example"))
+            await s.flush()
+            if fail:
+                raise ValueError(f"refused {i}")
+            return len((await s.exec(select(UserState).where(col(UserState.user).startswith(tag)))).all())
+
+        return unit
+
+    writes = [(tx.write_keyed if i % 3 else tx.write)(create(i, fail=(i == 4))) for i in range(10)]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(results[4], ValueError)
+    assert [r for i, r in enumerate(results) if i != 4] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert len(await tx.read(lambda s: all_user_names(s, tag))) == 9
+
+
+async def test_in_place_writes_leave_the_wal_checkpoint_to_the_writer_thread(tmp_path: Any) -> None:
+    """The in-place writer never checkpoints the WAL on the event loop (a checkpoint syncs to disk);
+    every `CHECKPOINT_EVERY` in-place commits a passive checkpoint runs on the writer thread."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    migrate(url)
+    engine = db.create_engine(url)
+    tx = db.Transactions(db.session_factory(engine))
+    assert tx.threads is not None
+    checkpointed_on: list[str] = []
+    sqlalchemy_event.listen(
+        tx.threads.writer, "checkout", lambda *_: checkpointed_on.append(threading.current_thread().name)
+    )
+    try:
+        for i in range(db.CHECKPOINT_EVERY):
+            await tx.write_keyed(lambda s, i=i: _add(s, UserState(user=f"{i}@x.example")))
+        for _ in range(50):
+            if tx.threads.checkpoints:
+                break
+            await asyncio.sleep(0.02)
+        assert tx.threads.checkpoints == 1
+        assert checkpointed_on and all(name.startswith("sqlite-write") for name in checkpointed_on)
+        with tx.threads.here_writer.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    finally:
+        tx.close()
+        await engine.dispose()

@@ -40,7 +40,10 @@ class Database:
     async def run_read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         return await self.transactions.read(fn)
 
-    async def run_write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def run_write(self, fn: Callable[[Any], Awaitable[T]], *, keyed: bool = False) -> T:
+        """`keyed`: a few rows by key (one record and its outbox row), which may run in place (ADR 0058)."""
+        if keyed:
+            return await self.transactions.write_keyed(fn)
         return await self.transactions.write(fn)
 
     async def ping(self) -> None:

@@ -159,7 +159,7 @@ class OutboxRelay:
             rows = await self.db.transactions.read_keyed(lambda session: self._unsent(session, lock=False))
             sent, failed = await self._publish(rows)
             if sent or failed:
-                await self.db.run_write(lambda session: self._mark(session, sent, failed))
+                await self.db.run_write(lambda session: self._mark(session, sent, failed), keyed=True)
             return len(sent)
         # PostgreSQL: rows locked with SKIP LOCKED, so replicas relay disjoint batches.
         async with self.db.sessions() as session, session.begin():

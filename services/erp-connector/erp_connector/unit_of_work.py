@@ -97,7 +97,7 @@ class UnitOfWork:
             return WriteResult(status_code, body)
 
         try:
-            result = await self.db.run_write(transaction)
+            result = await self.db.run_write(transaction, keyed=True)
         except (ErpError, IntegrityError) as exc:
             # A concurrent request with the same key may have won the race (unique key, or R15
             # seeing the winner's meeting): then answer as it did.

@@ -192,13 +192,13 @@ class State:
                 await _insert_journal(s, journal)
             return link_id  # type: ignore[return-value]
 
-        link.id = await self.tx.write(write)
+        link.id = await self.tx.write_keyed(write)
         return link
 
     async def note_pending_write(self, link: Link, pending: str) -> None:
         """Remember on a link a write of ours whose outcome is unknown (ADR 0025); nothing else changes."""
         statement = update(Link).where(col(Link.id) == link.id).values(pending_write=pending)
-        await self.tx.write(lambda s: s.exec(statement))
+        await self.tx.write_keyed(lambda s: s.exec(statement))
         link.pending_write = pending
 
     async def drop_link(self, link: Link, journal: JournalEntry | None = None) -> None:
@@ -207,14 +207,14 @@ class State:
             if journal is not None:
                 await _insert_journal(s, journal)
 
-        await self.tx.write(write)
+        await self.tx.write_keyed(write)
 
     # Pending creates (an ERP create without an answer) ---------------------------------------------
 
     async def add_pending_create(self, entry: PendingCreate) -> None:
         """Insert `entry` (one Core `INSERT … RETURNING id`) and set its id."""
         params = {name: getattr(entry, name) for name in _PENDING_COLUMNS}
-        entry.id = await self.tx.write(lambda s: _scalar(s, _PENDING_INSERT, params))
+        entry.id = await self.tx.write_keyed(lambda s: _scalar(s, _PENDING_INSERT, params))
 
     async def pending_creates(self, user: str, collection: str, graph_id: str | None = None) -> list[PendingCreate]:
         """A user's pending creates in a collection, of one Outlook item or all."""
@@ -226,7 +226,7 @@ class State:
     async def drop_pending_creates(self, ids: list[int]) -> None:
         if not ids:
             return
-        await self.tx.write(lambda s: s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(ids))))
+        await self.tx.write_keyed(lambda s: s.exec(delete(PendingCreate).where(col(PendingCreate.id).in_(ids))))
 
     # Delta cursors -----------------------------------------------------------------------------
 
@@ -247,7 +247,7 @@ class State:
             if updated.rowcount == 0:
                 await s.exec(_INSERT_CURSOR, params={"user": user, "collection": collection, **values})  # type: ignore[call-overload]
 
-        await self.tx.write(write)
+        await self.tx.write_keyed(write)
 
     # Inbox ---------------------------------------------------------------------------------------
 
@@ -277,7 +277,9 @@ class State:
             statement = dialect_insert(InboxEntry).values(rows).on_conflict_do_nothing(index_elements=["message_id"])
             prune = self._inbox_prune_due()
             try:
-                await self.tx.write(partial(_run, statement=statement, then=prune))
+                # A few ids a flush at most rates (keyed, in place), unless week-old ones go too.
+                write = self.tx.write if prune is not None else self.tx.write_keyed
+                await write(partial(_run, statement=statement, then=prune))
             except Exception:
                 log.warning("could not write %d processed message ids", len(batch), exc_info=True)
                 return
@@ -304,7 +306,7 @@ class State:
     # Journal -------------------------------------------------------------------------------------
 
     async def journal(self, entry: JournalEntry) -> None:
-        await self.tx.write(lambda s: _insert_journal(s, entry))
+        await self.tx.write_keyed(lambda s: _insert_journal(s, entry))
 
     # User state ----------------------------------------------------------------------------------
 
@@ -322,7 +324,7 @@ class State:
 
         for _ in range(3):
             try:
-                await self.tx.write(write)
+                await self.tx.write_keyed(write)
                 return
             except IntegrityError:
                 continue  # Another replica inserted the row meanwhile: update it instead.
