@@ -63,6 +63,11 @@ class Gather(Generic[C]):
         # await in between): a call queued after that check starts a send of its own.
         self._running = 0
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no send running."""
+        return not self._queue and self._running == 0
+
     async def _alone(self, call: C) -> None:
         raise NotImplementedError
 
@@ -76,13 +81,17 @@ class Gather(Generic[C]):
         return True
 
     async def submit(self, call: C) -> Any:
+        return await self.enqueue(call)
+
+    def enqueue(self, call: C) -> asyncio.Future[Any]:
+        """Queue `call` now (a send starts if one is free) and return its answer to await."""
         self._queue.append(call)
         if self._running < self.in_flight:
             self._running += 1
             task = asyncio.create_task(self._send())
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
-        return await call.answer
+        return call.answer
 
     async def _send(self) -> None:
         taken: list[C] = []

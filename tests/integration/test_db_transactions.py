@@ -346,3 +346,30 @@ async def test_in_place_writes_leave_the_wal_checkpoint_to_the_writer_thread(tmp
     finally:
         tx.close()
         await engine.dispose()
+
+
+async def test_a_keyed_write_on_an_idle_writer_ends_without_a_round_of_the_event_loop(tmp_path: Any) -> None:
+    """ADR 0058: with nothing queued or running, a keyed write runs in its caller's coroutine; under
+    load each round of the loop (to start a send, to hear its answer) costs milliseconds."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    migrate(url)
+    engine = db.create_engine(url)
+    tx = db.Transactions(db.session_factory(engine))
+    try:
+        coro = tx.write_keyed(lambda s: _add(s, UserState(user="now@x.example")))
+        with pytest.raises(StopIteration):
+            coro.send(None)  # finished at its first step: it never waited for the loop
+
+        async def refused(s: Any) -> None:
+            s.add(UserState(user="refused@x.example"))
+            await s.flush()
+            raise ValueError("refused")
+
+        coro = tx.write_keyed(refused)
+        with pytest.raises(ValueError, match="refused"):
+            coro.send(None)
+        names = await tx.read(lambda s: all_user_names(s, ""))
+        assert "now@x.example" in names and "refused@x.example" not in names
+    finally:
+        tx.close()
+        await engine.dispose()
