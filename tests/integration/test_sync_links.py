@@ -4,7 +4,9 @@ was dropped meanwhile, and a delta page reads its links and pending creates at o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import col, select
@@ -147,3 +149,25 @@ async def test_journal_lines_are_written_and_failures_counted(state: State) -> N
         state_module.count_journal_failure = original
     assert [j.outcome for j in await _rows(state, JournalEntry)] == ["failed", "created"]
     assert counted == [(USER, "event", "outlook_to_erp")]
+
+
+async def test_a_users_state_is_upserted_field_by_field_R23_R35(state: State) -> None:
+    """R23/R35: the last sync times and health of a user are set a few fields at a time; the first
+    write makes the row (healthy unless told otherwise), later ones change only the fields given."""
+    user = f"{uuid.uuid4().hex[:8]}@contoso.example"
+    synced = now_utc()
+    await state.update_user_state(user, last_sync_outlook_to_erp=synced)
+    row = await state.user_state(user)
+    assert row is not None and row.healthy is True and _utc(row.last_sync_outlook_to_erp) == synced
+    await state.update_user_state(user, healthy=False, last_error="GraphAuthError: expired")
+    await state.update_user_state(user, graph_user_id="g-1")
+    row = await state.user_state(user)
+    assert row is not None
+    assert (row.healthy, row.last_error, row.graph_user_id) == (False, "GraphAuthError: expired", "g-1")
+    assert _utc(row.last_sync_outlook_to_erp) == synced  # untouched by the later writes
+    await state.update_user_state(user)  # nothing to set: nothing written, nothing raised
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite gives the stored UTC time back without its offset."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

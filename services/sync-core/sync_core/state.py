@@ -12,7 +12,6 @@ from sqlalchemy import TextClause, bindparam, delete, insert, text, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -314,20 +313,16 @@ class State:
         return await self.tx.read(lambda s: s.get(UserState, user))
 
     async def update_user_state(self, user: str, **fields: Any) -> None:
-        async def write(s: AsyncSession) -> None:
-            row = await s.get(UserState, user)
-            if row is None:
-                row = UserState(user=user)
-            for key, value in fields.items():
-                setattr(row, key, value)
-            s.add(row)
-
-        for _ in range(3):
-            try:
-                await self.tx.write_keyed(write)
-                return
-            except IntegrityError:
-                continue  # Another replica inserted the row meanwhile: update it instead.
+        """Set some of a user's state fields: one upsert on the user's key (no ORM read first), so a
+        replica that inserted the row meanwhile is simply updated."""
+        if not fields:
+            return
+        dialect_insert = sqlite_insert if self.tx.sqlite else pg_insert
+        insert_row = dialect_insert(UserState).values({"user": user, "healthy": True, **fields})
+        statement = insert_row.on_conflict_do_update(
+            index_elements=["user"], set_={name: insert_row.excluded[name] for name in fields}
+        )
+        await self.tx.write_keyed(lambda s: s.exec(statement))
 
 
 async def _run(s: AsyncSession, statement: Any, then: Any = None) -> None:
