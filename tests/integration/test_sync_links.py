@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import col, select
@@ -15,7 +14,7 @@ from shared import db
 from shared.envelope import Kind
 from sync_core.db import migrate
 from sync_core.models import JournalEntry, Link, PendingCreate
-from sync_core.state import State, journal_entry, now_utc
+from sync_core.state import State, as_utc, journal_entry, now_utc
 
 USER = "ana@contoso.example"
 
@@ -158,16 +157,11 @@ async def test_a_users_state_is_upserted_field_by_field_R23_R35(state: State) ->
     synced = now_utc()
     await state.update_user_state(user, last_sync_outlook_to_erp=synced)
     row = await state.user_state(user)
-    assert row is not None and row.healthy is True and _utc(row.last_sync_outlook_to_erp) == synced
+    assert row is not None and row.healthy is True and as_utc(row.last_sync_outlook_to_erp) == synced
     await state.update_user_state(user, healthy=False, last_error="GraphAuthError: expired")
     await state.update_user_state(user, graph_user_id="g-1")
     row = await state.user_state(user)
     assert row is not None
     assert (row.healthy, row.last_error, row.graph_user_id) == (False, "GraphAuthError: expired", "g-1")
-    assert _utc(row.last_sync_outlook_to_erp) == synced  # untouched by the later writes
+    assert as_utc(row.last_sync_outlook_to_erp) == synced  # untouched by the later writes
     await state.update_user_state(user)  # nothing to set: nothing written, nothing raised
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """SQLite gives the stored UTC time back without its offset."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -94,6 +95,20 @@ def _link_upsert() -> TextClause:
 
 
 _LINK_UPSERT = _link_upsert()
+_USER_STATES = UserState.__table__  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _user_state_upsert(fields: tuple[str, ...]) -> TextClause:
+    """`INSERT … ON CONFLICT ("user") DO UPDATE` of some fields of a user's state (a new row is
+    healthy unless told otherwise), as text for the reason given at `_link_upsert`; one per set of
+    fields, which the code names (a handful); a name that is not a column is a KeyError."""
+    columns = ["user", *dict.fromkeys(["healthy", *fields])]
+    names = ", ".join(f'"{c}"' for c in columns)
+    slots = ", ".join(f":{c}" for c in columns)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in fields)
+    sql = f'INSERT INTO {_USER_STATES.name} ({names}) VALUES ({slots}) ON CONFLICT ("user") DO UPDATE SET {updates}'  # noqa: S608
+    return text(sql).bindparams(*(bindparam(c, type_=_USER_STATES.c[c].type) for c in columns))
 
 
 def now_utc() -> datetime:
@@ -317,12 +332,9 @@ class State:
         replica that inserted the row meanwhile is simply updated."""
         if not fields:
             return
-        dialect_insert = sqlite_insert if self.tx.sqlite else pg_insert
-        insert_row = dialect_insert(UserState).values({"user": user, "healthy": True, **fields})
-        statement = insert_row.on_conflict_do_update(
-            index_elements=["user"], set_={name: insert_row.excluded[name] for name in fields}
-        )
-        await self.tx.write_keyed(lambda s: s.exec(statement))
+        statement = _user_state_upsert(tuple(sorted(fields)))
+        params = {"user": user, "healthy": True, **fields}
+        await self.tx.write_keyed(lambda s: s.exec(statement, params=params))
 
 
 async def _run(s: AsyncSession, statement: Any, then: Any = None) -> None:
