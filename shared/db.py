@@ -254,6 +254,16 @@ def _in_savepoint(connection: sqlalchemy.Connection, fn: Callable[[Any], Awaitab
         return False, exc
 
 
+def _alone_in(transaction: sqlalchemy.RootTransaction, fn: Callable[[Any], Awaitable[Any]]) -> tuple[bool, Any]:
+    """`fn` as the only unit of `transaction`, rolled back if it raises: no savepoint, which with its
+    release took 18 of the 117 µs of CPU of a one-row write in place (docs/benchmarks.md, session 11)."""
+    try:
+        return True, _run_unit(transaction.connection, fn)
+    except Exception as exc:
+        transaction.rollback()
+        return False, exc
+
+
 def _on_the_driver(template: str) -> Callable[..., None]:
     """`template` (formatted with the call's other arguments: a savepoint's name) run on the
     driver's connection. Through SQLAlchemy's execution path (`exec_driver_sql`, or its default
@@ -399,9 +409,10 @@ class SqliteThreads:
             return False, None
 
     def write_here(self, units: list[Unit]) -> list[tuple[bool, Any]] | None:
-        """`units` in one transaction on the calling thread, each in a savepoint (as `write_all`); None
-        when the write turn is not free at once (another process's writer holds it) and nothing was
-        done. The caller holds this process's write turn."""
+        """`units` in one transaction on the calling thread, each in a savepoint (as `write_all`; one
+        unit alone needs none: the transaction is its own); None when the write turn is not free at
+        once (another process's writer holds it) and nothing was done. The caller holds this
+        process's write turn."""
         if not self._turns.take_now():
             return None
         try:
@@ -413,7 +424,10 @@ class SqliteThreads:
                         raise
                     return None
                 with transaction:
-                    outcomes = [unit.context.run(_in_savepoint, connection, unit.fn) for unit in units]
+                    if len(units) > 1:
+                        outcomes = [unit.context.run(_in_savepoint, connection, unit.fn) for unit in units]
+                    else:
+                        outcomes = [units[0].context.run(_alone_in, transaction, units[0].fn)]
         finally:
             self._turns.give_back()
         self._here_commits += 1
