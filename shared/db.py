@@ -56,7 +56,9 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+def _pragmas(busy_timeout_ms: int, *, autocheckpoint: bool = True) -> Callable[[Any, Any], None]:
+    """`autocheckpoint` False: the connection's commits never checkpoint the WAL (someone else does)."""
+
     def set_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         # busy_timeout waits instead of failing at once (first: switching a new file to WAL needs the
@@ -66,6 +68,8 @@ def _pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     return set_pragmas
@@ -264,6 +268,14 @@ def _alone_in(transaction: sqlalchemy.RootTransaction, fn: Callable[[Any], Await
         return False, exc
 
 
+def _run_units(transaction: sqlalchemy.RootTransaction, units: list[Unit]) -> list[tuple[bool, Any]]:
+    """Units of work in one transaction, each in its caller's context: per unit, (True, its result)
+    or (False, its exception). Several take a savepoint each, so one that raises is undone alone."""
+    if len(units) == 1:
+        return [units[0].context.run(_alone_in, transaction, units[0].fn)]
+    return [unit.context.run(_in_savepoint, transaction.connection, unit.fn) for unit in units]
+
+
 def _on_the_driver(template: str) -> Callable[..., None]:
     """`template` (formatted with the call's other arguments: a savepoint's name) run on the
     driver's connection. Through SQLAlchemy's execution path (`exec_driver_sql`, or its default
@@ -288,10 +300,6 @@ def _savepoints_on_the_driver(engine: sqlalchemy.Engine) -> None:
 
 
 CHECKPOINT_EVERY = 200
-
-
-def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _busy(exc: sqlalchemy.exc.OperationalError | sqlite3.OperationalError) -> bool:
@@ -365,13 +373,13 @@ class SqliteThreads:
         # thread.
         self.here = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
         self.here_writer = sqlalchemy.create_engine(sync_url(url), pool_size=1, **common)
-        in_place = (self.here, self.here_writer)
-        for engine in (self.reader, self.writer, *in_place):
-            event.listen(engine, "connect", _pragmas(0) if engine in in_place else _sqlite_pragmas)
+        connect = {self.reader: _sqlite_pragmas, self.writer: _sqlite_pragmas, self.here: _pragmas(0)}
+        connect[self.here_writer] = _pragmas(0, autocheckpoint=False)
+        for engine, set_pragmas in connect.items():
+            event.listen(engine, "connect", set_pragmas)
             # pysqlite's own transaction handling off: SQLAlchemy's `begin` decides (docs: "Serializable
             # isolation / Savepoints / Transactional DDL" for pysqlite).
             event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
-        event.listen(self.here_writer, "connect", _no_autocheckpoint)
         for engine in (self.writer, self.here_writer):
             event.listen(engine, "begin", _on_the_driver("BEGIN IMMEDIATE"))
             _savepoints_on_the_driver(engine)
@@ -424,10 +432,7 @@ class SqliteThreads:
                         raise
                     return None
                 with transaction:
-                    if len(units) > 1:
-                        outcomes = [unit.context.run(_in_savepoint, connection, unit.fn) for unit in units]
-                    else:
-                        outcomes = [units[0].context.run(_alone_in, transaction, units[0].fn)]
+                    outcomes = _run_units(transaction, units)
         finally:
             self._turns.give_back()
         self._here_commits += 1
@@ -438,7 +443,7 @@ class SqliteThreads:
     def _checkpoint(self) -> None:
         try:
             with self.writer.connect() as connection:
-                connection.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                _on_the_driver("PRAGMA wal_checkpoint(PASSIVE)")(connection)
         except Exception:
             log.warning("a WAL checkpoint failed; the next one will try again", exc_info=True)
             return
@@ -459,14 +464,11 @@ class SqliteThreads:
             return _run_unit(connection, fn)
 
     def _write_all(self, units: list[Unit]) -> list[tuple[bool, Any]]:
-        """One transaction, each unit in a savepoint of its own and in its caller's context: a unit
+        """One transaction for all the units (`_run_units`: several take a savepoint each): a unit
         that raises is undone alone, the others commit together. Nobody hears of a success before
         the commit: the caller answers after this returns."""
-        outcomes: list[tuple[bool, Any]] = []
-        with self._turns, self.writer.connect() as connection, connection.begin():
-            for unit in units:
-                outcomes.append(unit.context.run(_in_savepoint, connection, unit.fn))
-        return outcomes
+        with self._turns, self.writer.connect() as connection, connection.begin() as transaction:
+            return _run_units(transaction, units)
 
     def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         with self.reader.connect() as connection, connection.begin():
@@ -539,17 +541,17 @@ class Transactions:
 
     async def _write(self, fn: Callable[[Any], Awaitable[T]], *, keyed: bool) -> T:
         if self._group is not None:
+            unit = Unit(fn=fn, context=contextvars.copy_context(), keyed=keyed)
             if keyed and self._group.idle and not self.write_lock.locked():  # type: ignore[union-attr]
                 # Nothing queued or running: the unit runs now, in the caller's coroutine, without a
                 # round of the event loop to start a send and another to hear its answer (under
                 # load each round is milliseconds).
-                done = self.threads.write_here([Unit(fn=fn, context=contextvars.copy_context())])  # type: ignore[union-attr]
+                done = self.threads.write_here([unit])  # type: ignore[union-attr]
                 if done is not None:
                     ok, value = done[0]
                     if ok:
                         return value  # type: ignore[no-any-return]
                     raise value
-            unit = Unit(fn=fn, context=contextvars.copy_context(), keyed=keyed)
             # Queued now, before this coroutine yields: writes keep the order they were asked in.
             result: T = await _to_the_end(self._group.enqueue(unit))
             return result

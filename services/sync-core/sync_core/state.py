@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -78,37 +79,35 @@ _INSERT_CURSOR = insert(_CURSORS)
 _DROP_CURSOR = delete(_CURSORS).where(_CURSOR_KEY)
 
 
-def _link_upsert() -> TextClause:
-    """`INSERT … ON CONFLICT (user, kind, erp_id) DO UPDATE … RETURNING id`, in the syntax SQLite
-    (3.35+) and PostgreSQL share. Written as text: SQLAlchemy 2.0 compiles its dialects' ON CONFLICT
-    constructs again at every execution (they have no cache key); a text statement is compiled once."""
-    columns = ["user", "kind", "erp_id", *_LINK_FIELDS]
+def _upsert(
+    table: Any, keys: Sequence[str], fields: Sequence[str], *, defaults: Sequence[str] = (), returning: str = ""
+) -> TextClause:
+    """`INSERT … ON CONFLICT (keys) DO UPDATE SET fields …` on `table` (`defaults`: columns inserted,
+    never updated, unless they are among `fields`), in the syntax SQLite (3.35+)
+    and PostgreSQL share. Written as text: SQLAlchemy 2.0 compiles its dialects' ON CONFLICT
+    constructs again at every execution (they have no cache key); a text statement is compiled once.
+    Built from the table's own names only, never from data (a name that is not a column is a
+    KeyError): values go in as bound parameters, typed by their columns."""
+    columns = list(dict.fromkeys([*keys, *defaults, *fields]))
     names = ", ".join(f'"{c}"' for c in columns)
     slots = ", ".join(f":{c}" for c in columns)
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in _LINK_FIELDS)
-    # Built from the table's own names only, never from data: values go in as bound parameters.
-    sql = (
-        f"INSERT INTO {_LINKS.name} ({names}) VALUES ({slots}) "  # noqa: S608
-        f'ON CONFLICT ("user", "kind", "erp_id") DO UPDATE SET {updates} RETURNING id'
-    )
-    return text(sql).bindparams(*(bindparam(c, type_=_LINKS.c[c].type) for c in columns))
+    conflict = ", ".join(f'"{c}"' for c in keys)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in fields)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({slots}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}"  # noqa: S608
+    if returning:
+        sql += f" RETURNING {table.c[returning].name}"
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
 
 
-_LINK_UPSERT = _link_upsert()
+_LINK_UPSERT = _upsert(_LINKS, ("user", "kind", "erp_id"), _LINK_FIELDS, returning="id")
 _USER_STATES = UserState.__table__  # type: ignore[attr-defined]
 
 
 @functools.cache
 def _user_state_upsert(fields: tuple[str, ...]) -> TextClause:
-    """`INSERT … ON CONFLICT ("user") DO UPDATE` of some fields of a user's state (a new row is
-    healthy unless told otherwise), as text for the reason given at `_link_upsert`; one per set of
-    fields, which the code names (a handful); a name that is not a column is a KeyError."""
-    columns = ["user", *dict.fromkeys(["healthy", *fields])]
-    names = ", ".join(f'"{c}"' for c in columns)
-    slots = ", ".join(f":{c}" for c in columns)
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in fields)
-    sql = f'INSERT INTO {_USER_STATES.name} ({names}) VALUES ({slots}) ON CONFLICT ("user") DO UPDATE SET {updates}'  # noqa: S608
-    return text(sql).bindparams(*(bindparam(c, type_=_USER_STATES.c[c].type) for c in columns))
+    """The upsert of some fields of a user's state; a new row is healthy unless told otherwise. One
+    statement per set of fields, which the code names (a handful)."""
+    return _upsert(_USER_STATES, ("user",), fields, defaults=("healthy",))
 
 
 def now_utc() -> datetime:
