@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared import db
 from sync_core.db import migrate
 from sync_core.models import InboxEntry
-from sync_core.state import State, now_utc
+from sync_core.state import State, as_utc, now_utc
 
 
 async def _stored(state: State) -> set[str]:
+    return set(await _stored_at(state))
+
+
+async def _stored_at(state: State) -> dict[str, datetime]:
     async with state.sessions() as s:
         rows = await s.exec(InboxEntry.__table__.select())  # type: ignore[attr-defined, call-overload]
-        return {row.message_id for row in rows.all()}
+        return {row.message_id: row.processed_at for row in rows.all()}
 
 
 async def test_processed_ids_are_seen_at_once_and_written_in_batches_R22(database_url: str) -> None:
@@ -31,7 +35,11 @@ async def test_processed_ids_are_seen_at_once_and_written_in_batches_R22(databas
         assert all([await state.seen(i) for i in ids[:3]])  # queued: already seen
         await state.mark_seen(ids[0])  # a duplicate queued twice is written once
         await asyncio.sleep(state.inbox_flush_s * 6)
-        assert await _stored(state) == set(ids)
+        stored = await _stored_at(state)
+        assert set(stored) == set(ids)
+        # Stored as the column's type (a datetime read back as one, UTC), so that pruning compares
+        # like with like.
+        assert all(abs(as_utc(at) - now_utc()) < timedelta(minutes=1) for at in stored.values())  # type: ignore[operator]
         assert await state.seen(ids[-1]) and not await state.seen("never-processed")
 
         # An id another replica wrote meanwhile is not an error; a queued id is written on shutdown.

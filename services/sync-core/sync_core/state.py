@@ -12,8 +12,6 @@ from typing import Any
 
 from sqlalchemy import TextClause, bindparam, delete, insert, text, update
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -83,8 +81,8 @@ def _upsert(
     table: Any, keys: Sequence[str], fields: Sequence[str], *, defaults: Sequence[str] = (), returning: str = ""
 ) -> TextClause:
     """`INSERT … ON CONFLICT (keys) DO UPDATE SET fields …` on `table` (`defaults`: columns inserted,
-    never updated, unless they are among `fields`), in the syntax SQLite (3.35+)
-    and PostgreSQL share. Written as text: SQLAlchemy 2.0 compiles its dialects' ON CONFLICT
+    never updated, unless they are among `fields`; no `fields`: `DO NOTHING`), in the syntax SQLite
+    (3.35+) and PostgreSQL share. Written as text: SQLAlchemy 2.0 compiles its dialects' ON CONFLICT
     constructs again at every execution (they have no cache key); a text statement is compiled once.
     Built from the table's own names only, never from data (a name that is not a column is a
     KeyError): values go in as bound parameters, typed by their columns."""
@@ -93,7 +91,8 @@ def _upsert(
     slots = ", ".join(f":{c}" for c in columns)
     conflict = ", ".join(f'"{c}"' for c in keys)
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in fields)
-    sql = f"INSERT INTO {table.name} ({names}) VALUES ({slots}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}"  # noqa: S608
+    action = f"DO UPDATE SET {updates}" if fields else "DO NOTHING"
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({slots}) ON CONFLICT ({conflict}) {action}"  # noqa: S608
     if returning:
         sql += f" RETURNING {table.c[returning].name}"
     return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
@@ -101,6 +100,8 @@ def _upsert(
 
 _LINK_UPSERT = _upsert(_LINKS, ("user", "kind", "erp_id"), _LINK_FIELDS, returning="id")
 _USER_STATES = UserState.__table__  # type: ignore[attr-defined]
+# A processed message id, kept unless it is there already: run as an executemany of the ids of a flush.
+_INBOX_INSERT = _upsert(InboxEntry.__table__, ("message_id",), (), defaults=("processed_at",))  # type: ignore[attr-defined]
 
 
 @functools.cache
@@ -285,14 +286,12 @@ class State:
         """Write the ids recorded since the last flush (and now and then forget week-old ones)."""
         while self._inbox_pending:
             batch = dict(list(self._inbox_pending.items())[:400])
-            dialect_insert = sqlite_insert if self.tx.sqlite else pg_insert
             rows = [{"message_id": k, "processed_at": v} for k, v in batch.items()]
-            statement = dialect_insert(InboxEntry).values(rows).on_conflict_do_nothing(index_elements=["message_id"])
             prune = self._inbox_prune_due()
             try:
                 # A few ids a flush at most rates (keyed, in place), unless week-old ones go too.
                 write = self.tx.write if prune is not None else self.tx.write_keyed
-                await write(partial(_run, statement=statement, then=prune))
+                await write(partial(_run, statement=_INBOX_INSERT, params=rows, then=prune))
             except Exception:
                 log.warning("could not write %d processed message ids", len(batch), exc_info=True)
                 return
@@ -336,9 +335,10 @@ class State:
         await self.tx.write_keyed(lambda s: s.exec(statement, params=params))
 
 
-async def _run(s: AsyncSession, statement: Any, then: Any = None) -> None:
-    """Execute `statement` and `then` (when given), in the caller's transaction."""
-    await s.exec(statement)
+async def _run(s: AsyncSession, statement: Any, params: Any = None, then: Any = None) -> None:
+    """Execute `statement` (once per row of `params` when it is a list) and `then` (when given), in
+    the caller's transaction."""
+    await s.exec(statement, params=params)  # type: ignore[call-overload]
     if then is not None:
         await s.exec(then)
 
