@@ -1,7 +1,7 @@
 """Gauges sampled on a schedule: broker queues (depth, consumers) and whatever a service registers.
 
     sampler = Sampler("sync-core", [QueueProbe(bus)])
-    sampler.start()          # samples at once, then every `interval_s`
+    sampler.start()          # samples at once, then every `interval_s` (and measures the loop's lag)
     ...
     await sampler.stop()     # its series disappear from `/metrics`
 
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
@@ -87,6 +88,43 @@ class Probe(Protocol):
     def forget(self) -> None: ...
 
 
+LOOP_LAG_EVERY_S = 0.1
+loop_lag = _meter.create_histogram(
+    "sync_event_loop_lag_seconds",
+    unit="s",
+    description="How late a timer fired on the service's event loop (one every 0.1 s): the wait of any ready work",
+)
+
+
+class LoopLag:
+    """Measures the event loop's lag: a timer set every `every_s` and how late it fires. A loop busy
+    with a long step (a synchronous call, a full garbage collection) delays every message and
+    request of the process by as much; ADR 0059 was found this way."""
+
+    def __init__(self, record: Callable[[float], None] = loop_lag.record, every_s: float = LOOP_LAG_EVERY_S) -> None:
+        self.record = record
+        self.every_s = every_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="event-loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        clock = time.perf_counter  # the loop's own clock has a millisecond's resolution on uvloop
+        while True:
+            asked = clock()
+            await asyncio.sleep(self.every_s)
+            self.record(max(0.0, clock() - asked - self.every_s))
+
+
 # Samplers running in this process: `refresh_all` lets a test (or a debug endpoint) sample now.
 _running: set[Sampler] = set()
 
@@ -100,15 +138,18 @@ class Sampler:
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._failing: set[str] = set()
+        self.loop_lag = LoopLag()  # measured alongside, in every service that samples
 
     def start(self) -> None:
         if self._task is None:
             _running.add(self)
             self._task = asyncio.create_task(self._run(), name=f"{self.name}-metrics")
+            self.loop_lag.start()
 
     async def stop(self) -> None:
         """Stop sampling and drop the probes' series."""
         _running.discard(self)
+        await self.loop_lag.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -35,6 +35,7 @@ PER_SERVICE = {
         "sync_messages_published_total",
         "graph_requests_total",
         "process_resident_memory_bytes",
+        "sync_event_loop_lag_seconds_bucket",
     },
     "sync-core": {
         "sync_messages_consumed_total",
@@ -51,11 +52,13 @@ PER_SERVICE = {
         "graph_requests_total",
         "graph_retry_after_waited_seconds_total",
         "process_resident_memory_bytes",
+        "sync_event_loop_lag_seconds_bucket",
     },
     "erp-connector": {
         "erp_outbox_relayed_total",
         "sync_messages_published_total",
         "process_resident_memory_bytes",
+        "sync_event_loop_lag_seconds_bucket",
     },
 }
 # Series Prometheus makes itself, not the services.

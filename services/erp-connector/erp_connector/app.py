@@ -23,6 +23,7 @@ from shared.bus import Bus
 from shared.errors import BrokerUnavailable
 from shared.health import Check, database_ready, health_router
 from shared.logs import setup_logging
+from shared.memory import settle_heap, unsettle_heap
 from shared.metrics import Sampler
 from shared.migrations import upgrade
 from shared.telemetry import instrument_app, setup_telemetry
@@ -91,10 +92,12 @@ def create_app(settings: ErpConnectorSettings | None = None) -> FastAPI:
         relay_task.add_done_callback(_report_relay_end)
         gauges = Sampler(SERVICE, [OutboxProbe(db)])
         gauges.start()
+        heap = settle_heap()  # ADR 0059: collections that do not walk what start-up built
         log.info("erp-connector ready", extra={"port": settings.erp_connector_port})
         try:
             yield
         finally:
+            unsettle_heap(heap)
             await gauges.stop()
             relay.stop()
             connector.cancel()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -35,6 +34,7 @@ from shared.errors import BrokerUnavailable
 from shared.graph import GraphClient
 from shared.health import database_ready, health_router
 from shared.logs import setup_logging
+from shared.memory import settle_heap, unsettle_heap
 from shared.metrics import Sampler
 from shared.migrations import upgrade
 from shared.telemetry import instrument_app, setup_telemetry
@@ -127,16 +127,14 @@ def create_app(
         # Subscription counts and expiry horizon, judged by Graph's clock.
         gauges = Sampler(SERVICE, [SubscriptionProbe(engine, graph_client.now)])
         gauges.start()
-        # What start-up built lives as long as the process: out of the collector's sight, a full
-        # collection no longer walks it (50-90 ms each under load, the POSTs' p99 tail).
-        gc.collect()
-        gc.freeze()
+        # A full collection no longer walks what start-up built (50-90 ms each under load, the
+        # POSTs' p99 tail).
+        heap = settle_heap()
         log.info("graph-webhook started", extra={"notification_url": settings.notification_url})
         try:
             yield
         finally:
-            # Collectable again (tests start and stop many apps in one process).
-            gc.unfreeze()
+            unsettle_heap(heap)
             await gauges.stop()
             for task in state.tasks:
                 task.cancel()

@@ -16,6 +16,7 @@ from shared.envelope import Envelope
 from shared.graph.client import GraphClient
 from shared.health import database_ready, health_router
 from shared.logs import setup_logging
+from shared.memory import settle_heap, unsettle_heap
 from shared.metrics import QueueProbe, Sampler, UserHealthProbe
 from shared.telemetry import instrument_app, setup_telemetry
 from sync_core import api, console
@@ -59,6 +60,7 @@ class Runtime:
         self.admins = Admins(self.state.sessions, settings)
         self.reconciler = Reconciler(self)
         self._connector: asyncio.Task[None] | None = None
+        self._heap: tuple[int, int, int] | None = None
         # The main process (index 0) serves HTTP, reconciles and samples gauges; workers only consume,
         # and only the main process starts them (when there are more processes than itself).
         self.main = worker_index == 0
@@ -80,6 +82,7 @@ class Runtime:
             self.metrics.start()
         if self.settings.consume and self.main:
             self.reconciler.start()
+        self._heap = settle_heap()  # ADR 0059: collections that do not walk what start-up built
 
     async def _connect_bus(self) -> None:
         """Connect and consume; a broker that is down at start is retried, not fatal."""
@@ -109,6 +112,9 @@ class Runtime:
                 await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
 
     async def stop(self) -> None:
+        if self._heap is not None:
+            unsettle_heap(self._heap)
+            self._heap = None
         await self.metrics.stop()
         await self.reconciler.stop()
         if self._connector is not None:
