@@ -37,27 +37,47 @@ def limit_malloc_arenas(default: int = 2) -> bool:
     return bool(mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(default)))
 
 
-def settle_heap(gen0_threshold: int = GC_GEN0_THRESHOLD) -> tuple[int, int, int]:
+class _Heap:
+    """The process's collector settings, which its services share: settled by the first service
+    that starts, restored when the last one stops (in production a process runs one service; tests
+    run several at once in one process)."""
+
+    def __init__(self) -> None:
+        self.services = 0
+        self.before = gc.get_threshold()
+
+
+_heap = _Heap()
+
+
+def settle_heap(gen0_threshold: int = GC_GEN0_THRESHOLD) -> None:
     """At the end of a service's start-up: what start-up built (modules, the app, mappers, schemas,
-    about 150,000 objects) lives as long as the process, so it goes out of the cyclic collector's
+    150,000-165,000 objects) lives as long as the process, so it goes out of the cyclic collector's
     sight (`gc.freeze`), and the young generation is collected every `gen0_threshold` allocations
-    instead of every 700. Returns the thresholds before, for `unsettle_heap`.
+    instead of every 700. Done once per process, by its first service to start; `unsettle_heap` at
+    every service's stop.
 
     Measured under load (docs/benchmarks.md, session 12; ADR 0059): each full collection walked that
-    whole heap and stopped sync-core's event loop for 140-200 ms, about every 5 s; frozen, 5-13 ms.
-    Young collections every 700 allocations took a third of a second of CPU per process in 20 s at
-    200 changes/s; every 10,000 allocations, less than half of that, as most objects of a message
-    are freed by reference counting before a collection comes. Only reference cycles wait longer to
-    be freed, and they are few."""
-    before = gc.get_threshold()
+    whole heap and stopped sync-core's event loop for 140-200 ms, two or three times in 20 s; frozen,
+    5-13 ms. Young collections every 700 allocations took a third of a second of CPU per process in
+    20 s at 200 changes/s; every 10,000 allocations, less than half of that, as most objects of a
+    message are freed by reference counting before a collection comes. Only reference cycles wait
+    longer to be freed, and they are few."""
+    _heap.services += 1
+    if _heap.services > 1:
+        return  # another service of this process settled it
+    _heap.before = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(gen0_threshold, *before[1:])
-    return before
+    gc.set_threshold(gen0_threshold, *_heap.before[1:])
 
 
-def unsettle_heap(before: tuple[int, int, int]) -> None:
-    """At a service's stop: its heap collectable again and the thresholds as they were (tests start
-    and stop many services in one process)."""
-    gc.set_threshold(*before)
-    gc.unfreeze()
+def unsettle_heap() -> None:
+    """At a service's stop (after its `settle_heap`): when no other service of the process is left,
+    the heap is collectable again and the thresholds are as they were."""
+    if _heap.services == 0:
+        return
+    _heap.services -= 1
+    if _heap.services == 0:
+        gc.set_threshold(*_heap.before)
+        gc.unfreeze()

@@ -97,27 +97,16 @@ loop_lag = _meter.create_histogram(
 
 
 class LoopLag:
-    """Measures the event loop's lag: a timer set every `every_s` and how late it fires. A loop busy
-    with a long step (a synchronous call, a full garbage collection) delays every message and
-    request of the process by as much; ADR 0059 was found this way."""
+    """Measures the event loop's lag, while `run` runs (a `Sampler` runs it beside its probes): a
+    timer set every `every_s` and how late it fires. A loop busy with a long step (a synchronous
+    call, a full garbage collection) delays every message and request of the process by as much;
+    ADR 0059 was found this way."""
 
     def __init__(self, record: Callable[[float], None] = loop_lag.record, every_s: float = LOOP_LAG_EVERY_S) -> None:
         self.record = record
         self.every_s = every_s
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="event-loop-lag")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         clock = time.perf_counter  # the loop's own clock has a millisecond's resolution on uvloop
         while True:
             asked = clock()
@@ -136,25 +125,27 @@ class Sampler:
         self.name = name
         self.probes = probes
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._failing: set[str] = set()
         self.loop_lag = LoopLag()  # measured alongside, in every service that samples
 
     def start(self) -> None:
-        if self._task is None:
+        if not self._tasks:
             _running.add(self)
-            self._task = asyncio.create_task(self._run(), name=f"{self.name}-metrics")
-            self.loop_lag.start()
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"{self.name}-metrics"),
+                asyncio.create_task(self.loop_lag.run(), name=f"{self.name}-loop-lag"),
+            ]
 
     async def stop(self) -> None:
         """Stop sampling and drop the probes' series."""
         _running.discard(self)
-        await self.loop_lag.stop()
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         for probe in self.probes:
             probe.forget()
 

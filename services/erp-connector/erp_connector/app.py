@@ -92,12 +92,12 @@ def create_app(settings: ErpConnectorSettings | None = None) -> FastAPI:
         relay_task.add_done_callback(_report_relay_end)
         gauges = Sampler(SERVICE, [OutboxProbe(db)])
         gauges.start()
-        heap = settle_heap()  # ADR 0059: collections that do not walk what start-up built
+        settle_heap()  # ADR 0059: collections that do not walk what start-up built
         log.info("erp-connector ready", extra={"port": settings.erp_connector_port})
         try:
             yield
         finally:
-            unsettle_heap(heap)
+            unsettle_heap()
             await gauges.stop()
             relay.stop()
             connector.cancel()

@@ -129,12 +129,12 @@ def create_app(
         gauges.start()
         # A full collection no longer walks what start-up built (50-90 ms each under load, the
         # POSTs' p99 tail).
-        heap = settle_heap()
+        settle_heap()
         log.info("graph-webhook started", extra={"notification_url": settings.notification_url})
         try:
             yield
         finally:
-            unsettle_heap(heap)
+            unsettle_heap()
             await gauges.stop()
             for task in state.tasks:
                 task.cancel()

@@ -60,7 +60,7 @@ class Runtime:
         self.admins = Admins(self.state.sessions, settings)
         self.reconciler = Reconciler(self)
         self._connector: asyncio.Task[None] | None = None
-        self._heap: tuple[int, int, int] | None = None
+        self._heap_settled = False
         # The main process (index 0) serves HTTP, reconciles and samples gauges; workers only consume,
         # and only the main process starts them (when there are more processes than itself).
         self.main = worker_index == 0
@@ -82,7 +82,8 @@ class Runtime:
             self.metrics.start()
         if self.settings.consume and self.main:
             self.reconciler.start()
-        self._heap = settle_heap()  # ADR 0059: collections that do not walk what start-up built
+        settle_heap()  # ADR 0059: collections that do not walk what start-up built
+        self._heap_settled = True
 
     async def _connect_bus(self) -> None:
         """Connect and consume; a broker that is down at start is retried, not fatal."""
@@ -112,9 +113,9 @@ class Runtime:
                 await self.bus.consume(self.bus.topology.sync_core_queue(shard), self.handle)
 
     async def stop(self) -> None:
-        if self._heap is not None:
-            unsettle_heap(self._heap)
-            self._heap = None
+        if self._heap_settled:
+            unsettle_heap()
+            self._heap_settled = False
         await self.metrics.stop()
         await self.reconciler.stop()
         if self._connector is not None:
