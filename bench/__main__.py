@@ -41,6 +41,8 @@ RESULTS = Path("bench/results/latest.json")
 # Where each run keeps its databases, logs and profiles (`var/` is not versioned).
 VAR = Path(os.environ.get("BENCH_VAR_DIR", "var/bench"))
 SCENARIOS = ("intake", "e2e", "core", "initial", "incremental")
+# The machine's cores: what the services, the broker and the simulator share.
+CORES = os.cpu_count() or 1
 
 # Goals of issue 10: key → (operator, goal).
 GOALS: dict[str, tuple[str, float]] = {
@@ -403,6 +405,9 @@ def figures(run: Run) -> dict[str, Any]:
         return round(sum(float(v) for k, v in used.items() if k != "bench-client"), 2)
 
     o2e_cpu, e2o_cpu = cpu_total(o2e), cpu_total(e2o)
+    core_cpu = _get(d.get("core"), "cpu_ms_per_item")
+    core_cpu_total = cpu_total({"cpu_ms_per_change": core_cpu}) if isinstance(core_cpu, dict) else None
+    core_floor = cpu_floor_ms(_get(d.get("core"), "requests_per_item"), unit_costs)
     o2e_floor = cpu_floor_ms(_get(o2e, "requests_per_change"), unit_costs)
     e2o_floor = cpu_floor_ms(_get(e2o, "requests_per_change"), unit_costs)
     out: dict[str, Any] = {
@@ -442,6 +447,11 @@ def figures(run: Run) -> dict[str, Any]:
         "e2e_erp_to_outlook_cpu_ratio_over_floor": ratio(e2o_cpu, e2o_floor),
         "core_ms_per_item": round(1000 / core_rate, 2) if core_rate else None,
         "core_ms_per_item_ratio_over_bare_hop": ratio(1000 / core_rate if core_rate else None, bare_hop),
+        # The same for the core drain, and the rate its bare I/O alone would allow with every core busy.
+        "core_cpu_ms_per_item": core_cpu_total,
+        "core_cpu_floor_ms_per_item": core_floor,
+        "core_cpu_ratio_over_floor": ratio(core_cpu_total, core_floor),
+        "core_items_per_s_at_cpu_floor": round(1000 * CORES / core_floor, 1) if core_floor else None,
     }
     return out
 

@@ -35,6 +35,10 @@ RATIOS = [
     "webhook_throughput_ratio_raw_publish_over_webhook",
     "e2e_outlook_to_erp_p50_ratio_over_bare_hop",
     "e2e_erp_to_outlook_p50_ratio_over_bare_hop",
+    # The core drain against the bare-I/O CPU of its own traffic, and the rate that floor would allow.
+    "core_cpu_floor_ms_per_item",
+    "core_cpu_ratio_over_floor",
+    "core_items_per_s_at_cpu_floor",
 ]
 
 

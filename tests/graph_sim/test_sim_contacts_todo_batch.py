@@ -125,3 +125,18 @@ def test_batch_limit_is_twenty(client: httpx.Client, user: dict[str, Any]) -> No
     assert client.post("/$batch", json={"requests": requests}).status_code == 400
     ok = client.post("/$batch", json={"requests": requests[:20]})
     assert [x["status"] for x in ok.json()["responses"]] == [200] * 20
+
+
+def test_stats_count_batch_sub_requests_apart(
+    client: httpx.Client, control: httpx.Client, user: dict[str, Any]
+) -> None:
+    """`/_sim/stats` counts a $batch's sub-requests under their own routes and again under `batched`,
+    so that a reader can tell the HTTP requests (requests − batched) from the work inside them."""
+    base = f"/users/{user['id']}"
+    client.get(f"{base}/events")
+    requests = [{"id": str(n), "method": "GET", "url": f"{base}/events"} for n in range(3)]
+    assert client.post("/$batch", json={"requests": requests}).status_code == 200
+    stats = control.get("/stats").json()
+    assert stats["requests"]["GET /users/{user}/events"] == {"200": 4}
+    assert stats["requests"]["POST /$batch"] == {"200": 1}
+    assert stats["batched"] == {"GET /users/{user}/events": 3}

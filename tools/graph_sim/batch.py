@@ -56,6 +56,7 @@ async def run_batch(sim: Simulator, req: GraphRequest) -> Any:
             headers=headers,
             body=orjson.dumps(r["body"]) if r.get("body") is not None else b"",
             base_url=req.base_url,
+            in_batch=True,
         )
         resp = await dispatch(sim, sub)
         status[rid] = resp.status

@@ -54,7 +54,7 @@ async def dispatch(sim: Simulator, req: GraphRequest) -> GraphResponse:
         sim.faults.release(slot)
     if req.applied and resp.status < 400:
         resp.headers["Preference-Applied"] = ", ".join(req.applied)
-    sim.stats.count(req.method, template, resp.status)
+    sim.stats.count(req.method, template, resp.status, in_batch=req.in_batch)
     return resp
 
 

@@ -61,6 +61,8 @@ class GraphRequest:
     body: bytes
     base_url: str
     claims: dict[str, Any] | None = None
+    # A sub-request of a $batch: served as any other, counted apart (it is not an HTTP request of its own).
+    in_batch: bool = False
     prefs: Prefs = field(default_factory=Prefs)
     applied: list[str] = field(default_factory=list)
     _json: Any = None
