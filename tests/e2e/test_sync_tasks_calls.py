@@ -72,7 +72,14 @@ async def test_outlook_task_reaches_the_erp_and_its_completion_follows_R02(syste
     assert after["id"] == task["id"]
 
 
+async def extension_writes(system: System) -> int:
+    """Open extensions written to a To Do task on their own (not inline in the task's creation)."""
+    stats = await system.sim_control("GET", "stats")
+    return sum(stats["requests"].get("POST /users/{user}/todo/lists/{lid}/tasks/{id}/extensions", {}).values())
+
+
 async def test_erp_task_reaches_to_do_with_contact_and_time_spent_R02(system: System) -> None:
+    extensions_before = await extension_writes(system)
     jane = await system.erp_write(
         "POST",
         "contacts",
@@ -106,6 +113,8 @@ async def test_erp_task_reaches_to_do_with_contact_and_time_spent_R02(system: Sy
     assert erp_link(record)["displayName"] == task["chrono"]
     ext = extension(record)
     assert ext["contact"]["email"] == "jane@acme.example" and ext["timeSpentMinutes"] == 30
+    # The task, its linked resource and its extension were created in one request.
+    assert await extension_writes(system) == extensions_before
 
     await system.erp_write("PUT", f"activities/{task['id']}", {"done": True, "time_spent_minutes": 45})
 

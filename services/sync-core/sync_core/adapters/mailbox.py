@@ -238,11 +238,13 @@ class Mailbox:
         if collection_of(kind) != "todo":
             return await self.graph.post_json(path, json=body, mailbox=self.email)
         props, links, extensions = split_todo_body(body)
-        # A new task takes its linked resources inline; open extensions go through their own collection.
-        created = await self.graph.post_json(path, json={**props, "linkedResources": links}, mailbox=self.email)
-        for ext in extensions:
-            await self.graph.post_json(f"{path}/{created['id']}/extensions", json=ext, mailbox=self.email)
-        return created
+        # A new task takes its linked resources and its open extensions inline: one request, one
+        # version of the task, one notification (Graph creates an open extension "in a resource
+        # instance ... all in the same operation", todoTask included).
+        inline: dict[str, Any] = {**props, "linkedResources": links}
+        if extensions:
+            inline["extensions"] = extensions
+        return await self.graph.post_json(path, json=inline, mailbox=self.email)
 
     async def update(
         self, kind: Kind, item_id: str, body: dict[str, Any], *, over: dict[str, Any] | None = None
