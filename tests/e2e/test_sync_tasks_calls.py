@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
+
 from tests.support.items import at, z
 from tests.support.system import System, eventually
 
@@ -78,8 +80,20 @@ async def extension_writes(system: System) -> int:
     return sum(stats["requests"].get("POST /users/{user}/todo/lists/{lid}/tasks/{id}/extensions", {}).values())
 
 
+async def todo_echoes_skipped(system: System) -> float:
+    """sync-core's count of To Do tasks a delta round found at the version it last wrote (R22)."""
+    async with httpx.AsyncClient(base_url=system.sync_url) as c:
+        text = (await c.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("sync_echoes_skipped_total{") and 'kind="task"' in line
+    )
+
+
 async def test_erp_task_reaches_to_do_with_contact_and_time_spent_R02(system: System) -> None:
     extensions_before = await extension_writes(system)
+    echoes_before = await todo_echoes_skipped(system)
     jane = await system.erp_write(
         "POST",
         "contacts",
@@ -113,8 +127,14 @@ async def test_erp_task_reaches_to_do_with_contact_and_time_spent_R02(system: Sy
     assert erp_link(record)["displayName"] == task["chrono"]
     ext = extension(record)
     assert ext["contact"]["email"] == "jane@acme.example" and ext["timeSpentMinutes"] == 30
-    # The task, its linked resource and its extension were created in one request.
+    # The task, its linked resource and its extension were created in one request, whose answer's
+    # etag is the version sync-core wrote: the delta round that reports it reads nothing (R22).
     assert await extension_writes(system) == extensions_before
+
+    async def echo_skipped() -> bool:
+        return await todo_echoes_skipped(system) > echoes_before
+
+    assert await eventually(echo_skipped)
 
     await system.erp_write("PUT", f"activities/{task['id']}", {"done": True, "time_spent_minutes": 45})
 

@@ -429,7 +429,7 @@ class Engine:
         and has carried over to the ERP, link saved. The last few are kept per item."""
         collection = collection_of(kind)
         if not change_key or collection == "todo":
-            return  # To Do: no change key is recorded (see `Mailbox.update`)
+            return  # To Do: notifications are not matched to versions (ADR 0060 is about delta rounds)
         key = (user.lower(), collection, graph_id)
         known = tuple(k for k in self._own_versions.get(key, ()) if k != change_key)
         self._own_versions[key] = (*known[-(OWN_KEYS_PER_ITEM - 1) :], change_key)
@@ -1366,7 +1366,7 @@ class Engine:
         )
         link.graph_id = str(written["id"])
         link.fingerprint = fp
-        link.graph_change_key = written.get("changeKey")
+        link.graph_change_key = _written_version(kind, written, created=graph_id is None)
         self._remember_own_version(ctx.email, kind, link.graph_id, link.graph_change_key)
         link.graph_modified_at = _parse_time(written.get("lastModifiedDateTime"))
         link.erp_version = erp_raw.get("version")
@@ -1452,9 +1452,19 @@ def _change_key_of(etag: str) -> str:
 
 
 def _unchanged(raw: dict[str, Any], row: Link | None) -> bool:
-    """The delta item is at the version the link records (R22: nothing new to read)."""
-    change_key = raw.get("changeKey")
+    """The delta item is at the version the link records (R22: nothing new to read). To Do tasks
+    have no change key: their etag stands for it (recorded only as `_written_version` says)."""
+    change_key = raw.get("changeKey") or raw.get("@odata.etag")
     return row is not None and bool(change_key) and change_key == row.graph_change_key
+
+
+def _written_version(kind: Kind, written: dict[str, Any], *, created: bool) -> str | None:
+    """The version of an Outlook item that one write of sync-core left: its change key. A To Do task
+    has none; its etag is that version only after a creation, made in one request (`Mailbox.create`):
+    an update is several writes, and the last one's answer is not the task (`Mailbox.update`)."""
+    if collection_of(kind) != "todo":
+        return written.get("changeKey")  # type: ignore[no-any-return]
+    return written.get("@odata.etag") if created else None
 
 
 def _lanes(items: list[dict[str, Any]], fulls: dict[str, dict[str, Any] | None]) -> list[list[dict[str, Any]]]:

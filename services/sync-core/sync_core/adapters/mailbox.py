@@ -41,7 +41,8 @@ def if_match(raw: dict[str, Any] | None) -> dict[str, str] | None:
     """`If-Match` for a write over the version of an Outlook item we read (its etag or changeKey).
 
     A To Do task's update is several writes (its fields, then linked resources and extensions one by
-    one): the first carries it. sync-core records no change key for To Do (it is never skipped).
+    one): the first carries it. So no version of an updated task is sync-core's own; only a creation,
+    made in one request, is (ADR 0060).
     """
     if not raw:
         return None
