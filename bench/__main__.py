@@ -398,15 +398,14 @@ def figures(run: Run) -> dict[str, Any]:
     o2e, e2o = d.get("e2e_outlook_to_erp"), d.get("e2e_erp_to_outlook")
     core_rate = _get(d.get("core"), "sustained_items_per_s")
 
-    def cpu_total(result: Any) -> float | None:
-        used = _get(result, "cpu_ms_per_change")
+    def cpu_total(result: Any, key: str = "cpu_ms_per_change") -> float | None:
+        used = _get(result, key)
         if not isinstance(used, dict):
             return None
         return round(sum(float(v) for k, v in used.items() if k != "bench-client"), 2)
 
     o2e_cpu, e2o_cpu = cpu_total(o2e), cpu_total(e2o)
-    core_cpu = _get(d.get("core"), "cpu_ms_per_item")
-    core_cpu_total = cpu_total({"cpu_ms_per_change": core_cpu}) if isinstance(core_cpu, dict) else None
+    core_cpu_total = cpu_total(d.get("core"), "cpu_ms_per_item")
     core_floor = cpu_floor_ms(_get(d.get("core"), "requests_per_item"), unit_costs)
     o2e_floor = cpu_floor_ms(_get(o2e, "requests_per_change"), unit_costs)
     e2o_floor = cpu_floor_ms(_get(e2o, "requests_per_change"), unit_costs)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
-
 from tests.support.items import at, z
+from tests.support.metrics import scrape, values
 from tests.support.system import System, eventually
 
 EXTENSION = "com.outlookerpsync.activity"
@@ -82,13 +81,7 @@ async def extension_writes(system: System) -> int:
 
 async def todo_echoes_skipped(system: System) -> float:
     """sync-core's count of To Do tasks a delta round found at the version it last wrote (R22)."""
-    async with httpx.AsyncClient(base_url=system.sync_url) as c:
-        text = (await c.get("/metrics")).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("sync_echoes_skipped_total{") and 'kind="task"' in line
-    )
+    return sum(values(await scrape(system.sync_url), "sync_echoes_skipped_total", kind="task"))
 
 
 async def test_erp_task_reaches_to_do_with_contact_and_time_spent_R02(system: System) -> None:

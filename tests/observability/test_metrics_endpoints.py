@@ -15,17 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aio_pika
-import httpx
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from shared.envelope import MessageType
 from shared.metrics import refresh_all
 from shared.telemetry import user_hash
+from tests.support.metrics import Samples, scrape, values
 from tests.support.system import USER_EMAIL, System, eventually, running_system
 
 ROOT = Path(__file__).resolve().parents[2]
-Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 PER_SERVICE = {
     "graph-webhook": {
@@ -63,22 +61,6 @@ PER_SERVICE = {
 }
 # Series Prometheus makes itself, not the services.
 PROMETHEUS_OWN = {"up", "ALERTS", "ALERTS_FOR_STATE", "time", "vector", "scalar"}
-
-
-async def scrape(base_url: str) -> Samples:
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as c:
-        r = await c.get("/metrics")
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain")
-    out: Samples = {}
-    for family in text_string_to_metric_families(r.text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
-    return out
-
-
-def values(samples: Samples, name: str, **match: str) -> list[float]:
-    return [v for labels, v in samples.get(name, []) if all(labels.get(k) == w for k, w in match.items())]
 
 
 def _when(days: int) -> datetime:

@@ -696,7 +696,7 @@ class Engine:
         link.graph_id = str(graph_raw["id"])
         link.erp_version = erp_raw.get("version")
         link.erp_modified_at = _parse_time(erp_raw.get("updated_at"))
-        link.graph_change_key = graph_raw.get("changeKey") or graph_raw.get("@odata.etag")
+        link.graph_change_key = _graph_version(graph_raw)
         link.graph_modified_at = _parse_time(graph_raw.get("lastModifiedDateTime"))
         link.synced_at = now_utc()
         return await self.state.save_link(
@@ -1454,8 +1454,13 @@ def _change_key_of(etag: str) -> str:
 def _unchanged(raw: dict[str, Any], row: Link | None) -> bool:
     """The delta item is at the version the link records (R22: nothing new to read). To Do tasks
     have no change key: their etag stands for it (recorded only as `_written_version` says)."""
-    change_key = raw.get("changeKey") or raw.get("@odata.etag")
+    change_key = _graph_version(raw)
     return row is not None and bool(change_key) and change_key == row.graph_change_key
+
+
+def _graph_version(raw: dict[str, Any]) -> str | None:
+    """An Outlook item's version as a link records it: its change key, or its etag when it has none."""
+    return raw.get("changeKey") or raw.get("@odata.etag")
 
 
 def _written_version(kind: Kind, written: dict[str, Any], *, created: bool) -> str | None:
