@@ -191,7 +191,7 @@ class Engine:
         self._delta_started: dict[str, float] = {}
         self.settings_cache_s = 30.0
         self.delta_page_size = 100
-        self.delta_apply_concurrency = 8
+        self.delta_apply_concurrency = 20
         # A user's last-sync times (R23) are written at most this often, the latest always (write-behind):
         # one write per user per interval instead of one per message. Health regained is written at once.
         self.sync_times_interval_s = 1.0

@@ -36,8 +36,9 @@ class SyncCoreSettings(CommonSettings, GraphSettings):
     settings_cache_s: float = 30.0
     # Delta rounds: items per page asked of Graph (Prefer: odata.maxpagesize), and how many items of
     # one page are applied at once (distinct items; Graph calls stay within the per-mailbox cap).
+    # 20, as many as one ERP batch and one Graph `$batch` take: a page's new items fill both (ADR 0061).
     delta_page_size: int = Field(default=100, ge=1, le=1000)
-    delta_apply_concurrency: int = Field(default=8, ge=1, le=64)
+    delta_apply_concurrency: int = Field(default=20, ge=1, le=64)
     # ERP creates made while `erp_batch_in_flight` sends are busy go together, up to
     # `erp_batch_max` per `POST /api/v1/batch` (1: each alone); none waits to be batched (ADR 0027).
     # In flight per replica: shared out among its `sync_core_workers` processes (at least 1 each).
