@@ -152,6 +152,16 @@ class RecordWhenExported(Sampler):
         return "RecordWhenExported"
 
 
+def spans_recorded(provider: Any = None) -> bool:
+    """Whether spans made now are recorded: by a provider of `setup_telemetry`, only while something
+    exports them (ADR 0053); by any other SDK provider (a test's), always; by the API's no-op one, never."""
+    provider = provider or trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        return False
+    processors = getattr(provider, "_active_span_processor", None)
+    return not isinstance(processors, SpanProcessors) or processors.exporting
+
+
 def setup_telemetry(
     service_name: str, otlp_endpoint: str | None = None, *, user_salt: str | None = None
 ) -> TracerProvider:

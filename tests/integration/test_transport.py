@@ -13,13 +13,19 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from shared.graph.client import _NOT_SENT
-from shared.transport import aiohttp_transport, http_client
+from shared.telemetry import RecordWhenExported, RedactingSpanProcessor, SpanProcessors, spans_recorded
+from shared.transport import AiohttpTransport, TracedTransport, aiohttp_transport, http_client
 from tests.support.servers import free_port, serve
 
 
@@ -169,3 +175,45 @@ async def test_a_streamed_response_holds_its_slot_until_closed() -> None:
             assert transport.in_flight == 1
             assert len(await response.aread()) > 20_000
         assert transport.in_flight == 0
+
+
+def _traceparent(answer: httpx.Response) -> tuple[int, int]:
+    _, trace_id, span_id, _ = answer.json()["headers"]["traceparent"].split("-")
+    return int(trace_id, 16), int(span_id, 16)
+
+
+async def test_client_spans_only_while_spans_are_recorded_and_the_trace_goes_on_either_way(
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    """ADR 0062: recorded, a request gets OpenTelemetry's client span and sends its id; not recorded,
+    no span is built for nobody and the request sends the caller's own context (same trace)."""
+    server = Slow()
+    limits = httpx.Limits(max_connections=2)
+    recorded = True
+    transport = TracedTransport(AiohttpTransport(limits=limits), recorded=lambda: recorded)
+    tracer = trace.get_tracer("test")
+    async with serve(server.app()) as base, httpx.AsyncClient(transport=transport, base_url=base, timeout=5) as client:
+        with tracer.start_as_current_span("caller") as caller:
+            ctx = caller.get_span_context()
+            traced = await client.get("/echo/traced")
+            recorded = False
+            plain = await client.get("/echo/plain")
+    spans = [s for s in span_exporter.get_finished_spans() if s.kind is SpanKind.CLIENT and s.parent is not None]
+    [client_span] = [s for s in spans if s.parent.span_id == ctx.span_id]  # type: ignore[union-attr]
+    attributes = client_span.attributes or {}
+    assert "/echo/traced" in str(attributes.get("url.full") or attributes.get("http.url"))
+    assert _traceparent(traced) == (ctx.trace_id, client_span.context.span_id)  # type: ignore[union-attr]
+    assert _traceparent(plain) == (ctx.trace_id, ctx.span_id)
+
+
+def test_spans_recorded_follows_what_exports_them() -> None:
+    """ADR 0053/0062: a provider of ours records once something exports; another SDK provider always;
+    the API's no-op provider never."""
+    processors = SpanProcessors()
+    ours = TracerProvider(sampler=RecordWhenExported(processors), active_span_processor=processors)
+    ours.add_span_processor(RedactingSpanProcessor())
+    assert not spans_recorded(ours)
+    ours.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    assert spans_recorded(ours)
+    assert spans_recorded(TracerProvider())
+    assert not spans_recorded(trace.NoOpTracerProvider())
