@@ -101,13 +101,14 @@ class RssSampler:
         if refresh:
             self._children_at = now
         for name, proc in procs:
+            children = None if refresh else self._children.get(name)
             try:
-                if refresh or name not in self._children:
-                    self._children[name] = proc.children(recursive=True)
+                if children is None:
+                    children = self._children[name] = proc.children(recursive=True)
                 each = [proc.memory_info().rss / 2**20]
             except psutil.Error:
                 continue
-            for child in self._children[name]:
+            for child in children:
                 with contextlib.suppress(psutil.Error):
                     each.append(child.memory_info().rss / 2**20)
             self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), *each)
